@@ -1,0 +1,259 @@
+// Package auth answers "who is calling?" for every request.
+//
+// Callers present an HS256-signed JWT as a bearer token. A valid token carries
+// the user id in "sub", the tenant in "tenant_id" and an expiry in "exp". The
+// package knows nothing about GraphQL or SQL: it turns a token (or an
+// Authorization header) into an Identity, stores that Identity in a
+// context.Context, and offers an HTTP middleware that does both.
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// DefaultLeeway is the clock skew tolerated when checking exp (and nbf).
+const DefaultLeeway = 30 * time.Second
+
+// maxTokenLen bounds the work done on a single token. Real tokens issued by
+// this package are a few hundred bytes.
+const maxTokenLen = 8 << 10
+
+// signingMethod is the only accepted algorithm.
+var signingMethod = jwt.SigningMethodHS256
+
+// Sentinel errors. Every error returned by Verify and VerifyAuthorization
+// satisfies errors.Is with exactly one of them.
+var (
+	// ErrNoCredentials means the caller presented no token at all.
+	ErrNoCredentials = errors.New("missing bearer token")
+	// ErrInvalidToken means a token was presented but cannot be trusted.
+	ErrInvalidToken = errors.New("invalid token")
+)
+
+// Identity is the authenticated caller.
+type Identity struct {
+	UserID    string
+	TenantID  string
+	ExpiresAt time.Time
+}
+
+// Claims is the JWT payload understood by this package.
+type Claims struct {
+	jwt.RegisteredClaims
+	TenantID string `json:"tenant_id"`
+}
+
+// authError carries a short, safe message (never the token) and unwraps to
+// its sentinel kind and, when there is one, the underlying jwt error.
+type authError struct {
+	kind  error
+	msg   string
+	cause error
+}
+
+func (e *authError) Error() string { return e.msg }
+
+func (e *authError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{e.kind}
+	}
+	return []error{e.kind, e.cause}
+}
+
+func invalid(msg string, cause error) error {
+	return &authError{kind: ErrInvalidToken, msg: msg, cause: cause}
+}
+
+// Option configures a Verifier.
+type Option func(*Verifier)
+
+// WithLeeway sets the tolerated clock skew for exp/nbf (default DefaultLeeway).
+// Negative values are treated as zero.
+func WithLeeway(d time.Duration) Option {
+	return func(v *Verifier) {
+		if d < 0 {
+			d = 0
+		}
+		v.leeway = d
+	}
+}
+
+// WithClock replaces time.Now as the verifier's notion of the current time.
+// Intended for tests.
+func WithClock(now func() time.Time) Option {
+	return func(v *Verifier) {
+		if now != nil {
+			v.now = now
+		}
+	}
+}
+
+// Verifier checks bearer tokens. It is immutable after NewVerifier and safe
+// for concurrent use.
+type Verifier struct {
+	secret []byte
+	leeway time.Duration
+	now    func() time.Time
+	parser *jwt.Parser
+}
+
+// NewVerifier returns a Verifier for HS256 tokens signed with secret. The
+// secret is copied. A Verifier built with an empty secret rejects every token.
+func NewVerifier(secret []byte, opts ...Option) *Verifier {
+	v := &Verifier{
+		secret: append([]byte(nil), secret...),
+		leeway: DefaultLeeway,
+		now:    time.Now,
+	}
+	for _, o := range opts {
+		o(v)
+	}
+	v.parser = jwt.NewParser(
+		jwt.WithValidMethods([]string{signingMethod.Alg()}),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(v.leeway),
+		jwt.WithTimeFunc(v.now),
+	)
+	return v
+}
+
+// Verify checks a raw token (without the "Bearer " prefix) and returns the
+// caller's Identity. An empty token yields ErrNoCredentials; anything else
+// that is not acceptable yields an error wrapping ErrInvalidToken whose
+// message is short and safe to show to the client.
+func (v *Verifier) Verify(token string) (Identity, error) {
+	if token == "" {
+		return Identity{}, ErrNoCredentials
+	}
+	if len(v.secret) == 0 {
+		return Identity{}, invalid("token verification not configured", nil)
+	}
+	if len(token) > maxTokenLen {
+		return Identity{}, invalid("token too large", nil)
+	}
+
+	var claims Claims
+	parsed, err := v.parser.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) {
+		return v.secret, nil
+	})
+	if err != nil {
+		return Identity{}, classify(parsed, err)
+	}
+
+	switch {
+	case strings.TrimSpace(claims.Subject) == "":
+		return Identity{}, invalid("token has no sub", nil)
+	case strings.TrimSpace(claims.TenantID) == "":
+		return Identity{}, invalid("token has no tenant_id", nil)
+	case claims.ExpiresAt == nil: // unreachable with WithExpirationRequired; kept as a guard
+		return Identity{}, invalid("token has no exp", nil)
+	}
+	return Identity{
+		UserID:    claims.Subject,
+		TenantID:  claims.TenantID,
+		ExpiresAt: claims.ExpiresAt.Time,
+	}, nil
+}
+
+// classify maps a jwt parse error to a short human message.
+func classify(tok *jwt.Token, err error) error {
+	if errors.Is(err, jwt.ErrTokenMalformed) {
+		return invalid("token malformed", err)
+	}
+	if tok != nil && tok.Header != nil {
+		if alg, _ := tok.Header["alg"].(string); alg != signingMethod.Alg() {
+			return invalid("token algorithm not allowed", err)
+		}
+	}
+	switch {
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return invalid("token signature invalid", err)
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return invalid("token has no exp", err)
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return invalid("token expired", err)
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
+		return invalid("token not valid yet", err)
+	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return invalid("token issued in the future", err)
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		return invalid("token unverifiable", err)
+	default:
+		return invalid("token invalid", err)
+	}
+}
+
+// VerifyAuthorization checks an HTTP Authorization header value of the form
+// "Bearer <token>" (scheme matched case-insensitively). An empty header
+// yields ErrNoCredentials; another scheme yields ErrInvalidToken.
+func (v *Verifier) VerifyAuthorization(header string) (Identity, error) {
+	header = strings.TrimSpace(header)
+	if header == "" {
+		return Identity{}, ErrNoCredentials
+	}
+	scheme, token, _ := strings.Cut(header, " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return Identity{}, invalid("authorization scheme must be Bearer", nil)
+	}
+	return v.Verify(strings.TrimSpace(token))
+}
+
+// Issue mints an HS256 token for userID in tenantID, valid for ttl from now
+// (time.Now() if now is zero). Used by `tidemark token` and dev mode.
+func Issue(secret []byte, tenantID, userID string, ttl time.Duration, now time.Time) (string, error) {
+	switch {
+	case len(secret) == 0:
+		return "", errors.New("auth: empty signing secret")
+	case strings.TrimSpace(tenantID) == "":
+		return "", errors.New("auth: empty tenant id")
+	case strings.TrimSpace(userID) == "":
+		return "", errors.New("auth: empty user id")
+	case ttl <= 0:
+		return "", errors.New("auth: ttl must be positive")
+	}
+	if now.IsZero() {
+		now = time.Now()
+	}
+	claims := Claims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Subject:   userID,
+			IssuedAt:  jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+		},
+		TenantID: tenantID,
+	}
+	s, err := jwt.NewWithClaims(signingMethod, claims).SignedString(secret)
+	if err != nil {
+		return "", fmt.Errorf("auth: sign token: %w", err)
+	}
+	return s, nil
+}
+
+// GenerateSecret returns 32 cryptographically random bytes, for dev mode.
+func GenerateSecret() ([]byte, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, fmt.Errorf("auth: generate secret: %w", err)
+	}
+	return b, nil
+}
+
+type ctxKey struct{}
+
+// WithIdentity returns a copy of ctx carrying id.
+func WithIdentity(ctx context.Context, id Identity) context.Context {
+	return context.WithValue(ctx, ctxKey{}, id)
+}
+
+// FromContext returns the Identity stored by WithIdentity, if any.
+func FromContext(ctx context.Context) (Identity, bool) {
+	id, ok := ctx.Value(ctxKey{}).(Identity)
+	return id, ok
+}

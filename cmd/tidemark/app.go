@@ -1,0 +1,228 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/tidemark/tidemark/auth"
+	"github.com/tidemark/tidemark/db"
+	"github.com/tidemark/tidemark/graph"
+	"github.com/tidemark/tidemark/pgcluster"
+	"github.com/tidemark/tidemark/resolvers"
+	"github.com/tidemark/tidemark/server"
+	"github.com/tidemark/tidemark/syncengine"
+)
+
+// Dev-mode identity: the tenant and user of the token logged at start-up.
+const (
+	devTenant = "dev"
+	devUser   = "dev-user"
+)
+
+// Main is the whole running program. Run starts it and returns once it
+// listens; Close stops it. End-to-end tests start it on port :0.
+type Main struct {
+	Config Config
+	Log    *slog.Logger
+
+	cluster  *pgcluster.Cluster
+	db       *db.DB
+	listener net.Listener
+	http     *http.Server
+	serveErr chan error
+
+	// DevToken is the token logged in dev mode (empty otherwise).
+	DevToken string
+}
+
+// Addr is the address the server listens on, once Run has returned.
+func (m *Main) Addr() string { return m.listener.Addr().String() }
+
+// Run opens the database (starting the embedded one if no URL is set),
+// migrates it in dev mode, refuses an outdated schema, and starts serving.
+func (m *Main) Run(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			m.Close(context.WithoutCancel(ctx))
+		}
+	}()
+	if err := m.openDatabase(ctx); err != nil {
+		return err
+	}
+	if m.Config.DevMode() || m.cluster != nil {
+		if err := m.db.Migrate(ctx); err != nil {
+			return err
+		}
+	}
+	if err := m.db.CheckSchema(ctx); err != nil {
+		return err
+	}
+	secret, err := m.jwtSecret()
+	if err != nil {
+		return err
+	}
+
+	engine := syncengine.New(m.db)
+	schema := graph.NewExecutableSchema(graph.Config{Resolvers: &resolvers.Resolver{Sync: engine}})
+	handler := server.New(server.Config{
+		Schema:          schema,
+		Verifier:        auth.NewVerifier(secret),
+		Logger:          m.Log,
+		Ready:           m.ready,
+		Introspection:   m.Config.IntrospectionEnabled(),
+		PlaygroundToken: m.DevToken,
+		AllowedOrigins:  m.Config.Origins(),
+		MaxBodyBytes:    m.Config.MaxBodyBytes,
+	})
+
+	m.listener, err = net.Listen("tcp", m.Config.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", m.Config.Addr, err)
+	}
+	m.http = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(m.Log.Handler(), slog.LevelWarn),
+	}
+	m.serveErr = make(chan error, 1)
+	go func() { m.serveErr <- m.http.Serve(m.listener) }()
+
+	m.Log.Info("tidemark is serving", "addr", m.Addr(), "playground", "http://"+browsable(m.Addr())+"/",
+		"dev_mode", m.Config.DevMode(), "dialect", m.db.Dialect.String())
+	if m.DevToken != "" {
+		m.Log.Info("dev mode: use this token (tenant "+devTenant+", user "+devUser+")", "authorization", "Bearer "+m.DevToken)
+	}
+	return nil
+}
+
+// Wait blocks until the server stops on its own (a listener failure) or ctx ends.
+func (m *Main) Wait(ctx context.Context) error {
+	select {
+	case err := <-m.serveErr:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+func (m *Main) openDatabase(ctx context.Context) error {
+	url := m.Config.DatabaseURL
+	if url == "" {
+		cluster, err := pgcluster.Start(ctx, pgcluster.Config{DataDir: m.Config.DataDir, Logger: m.Log})
+		if err != nil {
+			return fmt.Errorf("embedded PostgreSQL: %w", err)
+		}
+		m.cluster = cluster
+		if err := cluster.CreateDatabase(ctx, "tidemark"); err != nil {
+			return err
+		}
+		url = cluster.URL("tidemark")
+		m.Log.Info("embedded PostgreSQL started", "data_dir", cluster.DataDir(), "port", cluster.Port())
+	}
+	d, err := db.Open(ctx, url, db.PoolConfig{MaxConns: int32(m.Config.DBMaxConns)}, m.Log)
+	if err != nil {
+		return err
+	}
+	m.db = d
+	return nil
+}
+
+// jwtSecret returns the configured secret or, in dev mode, a dev secret
+// (kept in the data folder when Tidemark manages one, so dev tokens survive
+// restarts) and the token for the dev identity.
+func (m *Main) jwtSecret() ([]byte, error) {
+	if !m.Config.DevMode() {
+		if len(m.Config.JWTSecret) < 32 {
+			return nil, errors.New("TIDEMARK_JWT_SECRET must be at least 32 characters")
+		}
+		return []byte(m.Config.JWTSecret), nil
+	}
+	secret, err := devSecret(m.Config.DataDir, m.cluster != nil)
+	if err != nil {
+		return nil, err
+	}
+	m.DevToken, err = auth.Issue(secret, devTenant, devUser, 30*24*time.Hour, time.Now())
+	return secret, err
+}
+
+const devSecretFile = "dev-jwt-secret"
+
+func devSecret(dataDir string, persist bool) ([]byte, error) {
+	path := filepath.Join(dataDir, devSecretFile)
+	if persist {
+		if b, err := os.ReadFile(path); err == nil && len(b) >= 32 {
+			return b, nil
+		}
+	}
+	secret, err := auth.GenerateSecret()
+	if err != nil {
+		return nil, err
+	}
+	if persist {
+		if err := os.WriteFile(path, secret, 0o600); err != nil {
+			return nil, fmt.Errorf("save dev secret: %w", err)
+		}
+	}
+	return secret, nil
+}
+
+// ready is /readyz: the database answers and its schema is current.
+func (m *Main) ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := m.db.Ping(ctx); err != nil {
+		return errors.New("database unreachable")
+	}
+	if err := m.db.CheckSchema(ctx); err != nil {
+		return errors.New("database schema outdated: run `tidemark migrate`")
+	}
+	return nil
+}
+
+// Close shuts down gracefully: stop accepting, let requests in flight
+// finish (up to the shutdown timeout), then close the pool and stop the
+// embedded database.
+func (m *Main) Close(ctx context.Context) error {
+	var errs []error
+	if m.http != nil {
+		sctx, cancel := context.WithTimeout(ctx, m.Config.ShutdownTimeout)
+		if err := m.http.Shutdown(sctx); err != nil {
+			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		}
+		cancel()
+	}
+	if m.db != nil {
+		m.db.Close()
+	}
+	if m.cluster != nil {
+		if err := m.cluster.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop embedded PostgreSQL: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// browsable turns a listen address like [::]:8080 into one a browser opens.
+func browsable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if host == "" || host == "::" || host == "0.0.0.0" {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}

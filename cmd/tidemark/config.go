@@ -1,0 +1,111 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is every setting of `tidemark serve` and `tidemark migrate`. Each has
+// a flag and a TIDEMARK_* environment variable; a flag wins over the variable,
+// and the variable over the default.
+type Config struct {
+	Addr            string
+	DatabaseURL     string
+	DataDir         string
+	JWTSecret       string
+	LogLevel        string
+	LogFormat       string
+	Introspection   string // "auto" (on in dev mode), "true" or "false"
+	AllowedOrigins  string // comma-separated; "*" allows any origin
+	DBMaxConns      int
+	MaxBodyBytes    int64
+	ShutdownTimeout time.Duration
+}
+
+// DevMode is true when no JWT secret is configured: the server then makes a
+// dev secret and tenant, logs a token and fills it into the Playground.
+func (c Config) DevMode() bool { return c.JWTSecret == "" }
+
+// IntrospectionEnabled resolves "auto" by mode.
+func (c Config) IntrospectionEnabled() bool {
+	switch strings.ToLower(c.Introspection) {
+	case "true", "1", "on":
+		return true
+	case "false", "0", "off":
+		return false
+	}
+	return c.DevMode()
+}
+
+// Origins returns the CORS allow-list; dev mode defaults to any origin.
+func (c Config) Origins() []string {
+	var out []string
+	for _, o := range strings.Split(c.AllowedOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			out = append(out, o)
+		}
+	}
+	if len(out) == 0 && c.DevMode() {
+		return []string{"*"}
+	}
+	return out
+}
+
+// bindConfig registers the shared flags on fs, with defaults taken from the
+// environment. It fails on an environment variable it cannot read, rather
+// than silently running with a default the operator did not choose.
+func bindConfig(fs *flag.FlagSet, c *Config) error {
+	var errs envErrors
+	fs.StringVar(&c.Addr, "addr", env("TIDEMARK_ADDR", ":8080"), "listen address (TIDEMARK_ADDR)")
+	fs.StringVar(&c.DatabaseURL, "database-url", env("TIDEMARK_DATABASE_URL", ""), "PostgreSQL or CockroachDB URL; empty starts the embedded PostgreSQL (TIDEMARK_DATABASE_URL)")
+	fs.StringVar(&c.DataDir, "data-dir", env("TIDEMARK_DATA_DIR", "./tidemark-data"), "folder of the embedded PostgreSQL and dev secret (TIDEMARK_DATA_DIR)")
+	fs.StringVar(&c.JWTSecret, "jwt-secret", env("TIDEMARK_JWT_SECRET", ""), "HS256 secret for bearer tokens; empty means dev mode (TIDEMARK_JWT_SECRET)")
+	fs.StringVar(&c.LogLevel, "log-level", env("TIDEMARK_LOG_LEVEL", "info"), "debug, info, warn or error (TIDEMARK_LOG_LEVEL)")
+	fs.StringVar(&c.LogFormat, "log-format", env("TIDEMARK_LOG_FORMAT", "text"), "text or json (TIDEMARK_LOG_FORMAT)")
+	fs.StringVar(&c.Introspection, "introspection", env("TIDEMARK_INTROSPECTION", "auto"), "auto (on in dev mode), true or false (TIDEMARK_INTROSPECTION)")
+	fs.StringVar(&c.AllowedOrigins, "allowed-origins", env("TIDEMARK_ALLOWED_ORIGINS", ""), "comma-separated browser origins allowed to call the API; dev mode allows any (TIDEMARK_ALLOWED_ORIGINS)")
+	fs.IntVar(&c.DBMaxConns, "db-max-conns", errs.int("TIDEMARK_DB_MAX_CONNS", 16), "database pool size (TIDEMARK_DB_MAX_CONNS)")
+	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", int64(errs.int("TIDEMARK_MAX_BODY_BYTES", 16<<20)), "largest request body accepted (TIDEMARK_MAX_BODY_BYTES)")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", errs.duration("TIDEMARK_SHUTDOWN_TIMEOUT", 15*time.Second), "how long shutdown waits for requests in flight (TIDEMARK_SHUTDOWN_TIMEOUT)")
+	return errors.Join(errs...)
+}
+
+func env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}
+
+type envErrors []error
+
+func (e *envErrors) int(name string, def int) int {
+	v, ok := os.LookupEnv(name)
+	if !ok {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		*e = append(*e, fmt.Errorf("%s=%q is not a whole number", name, v))
+		return def
+	}
+	return n
+}
+
+func (e *envErrors) duration(name string, def time.Duration) time.Duration {
+	v, ok := os.LookupEnv(name)
+	if !ok {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		*e = append(*e, fmt.Errorf("%s=%q is not a duration such as 15s", name, v))
+		return def
+	}
+	return d
+}

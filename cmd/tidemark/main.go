@@ -1,0 +1,168 @@
+// Command tidemark is the Tidemark sync server.
+//
+//	tidemark [serve]     run the server (the default command)
+//	tidemark migrate     bring the database schema up to date
+//	tidemark token       print a signed bearer token
+//
+// Every setting has a flag and a TIDEMARK_* environment variable; run a
+// command with -h to list them.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tidemark/tidemark/auth"
+	"github.com/tidemark/tidemark/db"
+	"github.com/tidemark/tidemark/pgcluster"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "tidemark:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	command := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		command, args = args[0], args[1:]
+	}
+	switch command {
+	case "serve":
+		return serve(ctx, args, stderr)
+	case "migrate":
+		return migrate(ctx, args, stderr)
+	case "token":
+		return token(args, stdout, stderr)
+	}
+	return fmt.Errorf("unknown command %q (want serve, migrate or token)", command)
+}
+
+func parseConfig(name string, args []string, stderr io.Writer) (Config, *slog.Logger, error) {
+	var cfg Config
+	fs := flag.NewFlagSet("tidemark "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	envErr := bindConfig(fs, &cfg)
+	if err := fs.Parse(args); err != nil {
+		return cfg, nil, err
+	}
+	if envErr != nil {
+		return cfg, nil, envErr
+	}
+	log, err := newLogger(cfg, stderr)
+	return cfg, log, err
+}
+
+func newLogger(cfg Config, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", cfg.LogLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch cfg.LogFormat {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want text or json", cfg.LogFormat)
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	cfg, log, err := parseConfig("serve", args, stderr)
+	if err != nil {
+		return err
+	}
+	m := &Main{Config: cfg, Log: log}
+	if err := m.Run(ctx); err != nil {
+		return err
+	}
+	waitErr := m.Wait(ctx)
+	log.Info("shutting down")
+	closeCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout+10*time.Second)
+	defer cancel()
+	return errors.Join(waitErr, m.Close(closeCtx))
+}
+
+// migrate applies pending migrations to TIDEMARK_DATABASE_URL, or to the
+// embedded database when none is set.
+func migrate(ctx context.Context, args []string, stderr io.Writer) error {
+	cfg, log, err := parseConfig("migrate", args, stderr)
+	if err != nil {
+		return err
+	}
+	url := cfg.DatabaseURL
+	if url == "" {
+		cluster, err := pgcluster.Start(ctx, pgcluster.Config{DataDir: cfg.DataDir, Logger: log})
+		if err != nil {
+			return fmt.Errorf("embedded PostgreSQL: %w", err)
+		}
+		defer cluster.Stop(context.WithoutCancel(ctx))
+		if err := cluster.CreateDatabase(ctx, "tidemark"); err != nil {
+			return err
+		}
+		url = cluster.URL("tidemark")
+	}
+	d, err := db.Open(ctx, url, db.PoolConfig{MaxConns: 2}, log)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Migrate(ctx); err != nil {
+		return err
+	}
+	v, err := d.SchemaVersion(ctx)
+	if err != nil {
+		return err
+	}
+	log.Info("database schema is current", "version", v)
+	return nil
+}
+
+// token prints a bearer token signed with the configured secret (or, with
+// none configured, the dev secret of the data folder).
+func token(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tidemark token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	tenant := fs.String("tenant", "", "tenant id (required)")
+	user := fs.String("user", "", "user id (required)")
+	ttl := fs.Duration("ttl", 24*time.Hour, "how long the token is valid")
+	secret := fs.String("jwt-secret", env("TIDEMARK_JWT_SECRET", ""), "HS256 secret (TIDEMARK_JWT_SECRET)")
+	dataDir := fs.String("data-dir", env("TIDEMARK_DATA_DIR", "./tidemark-data"), "data folder holding the dev secret (TIDEMARK_DATA_DIR)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *tenant == "" || *user == "" {
+		return errors.New("token: --tenant and --user are required")
+	}
+	key := []byte(*secret)
+	if len(key) == 0 {
+		b, err := os.ReadFile(*dataDir + "/" + devSecretFile)
+		if err != nil {
+			return errors.New("token: set TIDEMARK_JWT_SECRET (or run the server once in dev mode to create a dev secret)")
+		}
+		fmt.Fprintln(stderr, "tidemark: no TIDEMARK_JWT_SECRET set; signing with the dev secret of", *dataDir)
+		key = b
+	}
+	tok, err := auth.Issue(key, *tenant, *user, *ttl, time.Now())
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(stdout, tok)
+	return err
+}

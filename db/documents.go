@@ -1,0 +1,211 @@
+package db
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tidemark/tidemark/collections"
+)
+
+// GetDocuments reads the tenant's documents with the given ids, deleted ones
+// included. Missing ids are absent from the map.
+func (d *DB) GetDocuments(ctx context.Context, tenantID string, c *collections.Collection, ids []string) (map[string]collections.Document, error) {
+	return getDocuments(ctx, d.Pool, tenantID, c, ids)
+}
+
+// ChangesSince returns up to limit of the tenant's documents whose latest
+// change comes after change number `after`, in change order.
+func (d *DB) ChangesSince(ctx context.Context, tenantID string, c *collections.Collection, after int64, limit int) ([]collections.Document, error) {
+	rows, err := d.Pool.Query(ctx, statementsFor(c).changes, tenantID, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("%s changes: %w", c.Name, err)
+	}
+	docs := make([]collections.Document, 0, limit)
+	scan := newDocumentScanner(c)
+	for rows.Next() {
+		doc, err := scan.scan(rows)
+		if err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("%s changes: %w", c.Name, err)
+		}
+		docs = append(docs, doc)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s changes: %w", c.Name, err)
+	}
+	return docs, nil
+}
+
+// ScopeHead returns the latest change number handed out in the tenant's
+// collection, 0 if it has none.
+func (d *DB) ScopeHead(ctx context.Context, tenantID string, c *collections.Collection) (int64, error) {
+	var seq int64
+	err := d.Pool.QueryRow(ctx, stmtScopeHead, tenantID, c.Name).Scan(&seq)
+	if err == pgx.ErrNoRows {
+		return 0, nil
+	}
+	return seq, err
+}
+
+// Writer writes one tenant's documents of one collection inside a
+// transaction that holds the scope's change lock.
+type Writer struct {
+	tx         pgx.Tx
+	tenantID   string
+	collection *collections.Collection
+	now        time.Time
+}
+
+// WriteDocuments runs fn in a transaction (through RunTx, so it may run more
+// than once) after taking the scope's change lock: fn reads the current
+// documents with Writer.Get, decides, and writes with Writer.Put. Nothing fn
+// wrote is visible to others until it returns nil and the commit succeeds.
+func (d *DB) WriteDocuments(ctx context.Context, tenantID string, c *collections.Collection, fn func(w collections.Writer) error) error {
+	return d.RunTx(ctx, TxOptions{}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, stmtLockScope, tenantID, c.Name); err != nil {
+			return fmt.Errorf("lock %s changes: %w", c.Name, err)
+		}
+		return fn(&Writer{tx: tx, tenantID: tenantID, collection: c, now: collections.NormalizeTime(time.Now())})
+	})
+}
+
+// Get reads current documents inside the write transaction. Because the
+// scope lock is held, no other writer of the scope changes them until commit.
+func (w *Writer) Get(ctx context.Context, ids []string) (map[string]collections.Document, error) {
+	return getDocuments(ctx, w.tx, w.tenantID, w.collection, ids)
+}
+
+// Put stores docs as the scope's next changes: each gets a new change number
+// (in slice order) and the transaction's time as UpdatedAt. It returns the
+// documents as stored.
+func (w *Writer) Put(ctx context.Context, docs []collections.Document) ([]collections.Document, error) {
+	if len(docs) == 0 {
+		return nil, nil
+	}
+	var last int64
+	if err := w.tx.QueryRow(ctx, stmtAdvanceScope, w.tenantID, w.collection.Name, len(docs)).Scan(&last); err != nil {
+		return nil, fmt.Errorf("advance %s changes: %w", w.collection.Name, err)
+	}
+	first := last - int64(len(docs)) + 1
+	stmt := statementsFor(w.collection).upsert
+	stored := make([]collections.Document, len(docs))
+	batch := &pgx.Batch{}
+	for i, doc := range docs {
+		doc.Change = first + int64(i)
+		doc.UpdatedAt = w.now
+		stored[i] = doc
+		args := make([]any, 0, 5+len(w.collection.Fields))
+		args = append(args, w.tenantID, doc.ID, doc.Change, doc.UpdatedAt, doc.Deleted)
+		for _, f := range w.collection.Fields {
+			args = append(args, doc.Fields[f.Name])
+		}
+		batch.Queue(stmt, args...)
+	}
+	if err := w.tx.SendBatch(ctx, batch).Close(); err != nil {
+		return nil, fmt.Errorf("store %s: %w", w.collection.Name, err)
+	}
+	return stored, nil
+}
+
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func getDocuments(ctx context.Context, q querier, tenantID string, c *collections.Collection, ids []string) (map[string]collections.Document, error) {
+	out := make(map[string]collections.Document, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := q.Query(ctx, statementsFor(c).byIDs, tenantID, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", c.Name, err)
+	}
+	defer rows.Close()
+	scan := newDocumentScanner(c)
+	for rows.Next() {
+		doc, err := scan.scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", c.Name, err)
+		}
+		out[doc.ID] = doc
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read %s: %w", c.Name, err)
+	}
+	return out, nil
+}
+
+// documentScanner turns rows of a collection's select list into Documents.
+type documentScanner struct {
+	c    *collections.Collection
+	dest []any
+}
+
+func newDocumentScanner(c *collections.Collection) *documentScanner {
+	s := &documentScanner{c: c, dest: make([]any, 4+len(c.Fields))}
+	return s
+}
+
+func (s *documentScanner) scan(rows pgx.Rows) (collections.Document, error) {
+	var doc collections.Document
+	s.dest[0], s.dest[1], s.dest[2], s.dest[3] = &doc.ID, &doc.Change, &doc.UpdatedAt, &doc.Deleted
+	for i, f := range s.c.Fields {
+		switch f.Kind {
+		case collections.String, collections.Enum:
+			s.dest[4+i] = new(*string)
+		case collections.Int:
+			s.dest[4+i] = new(*int64)
+		case collections.Float:
+			s.dest[4+i] = new(*float64)
+		case collections.Bool:
+			s.dest[4+i] = new(*bool)
+		case collections.Time:
+			s.dest[4+i] = new(*time.Time)
+		default:
+			return doc, fmt.Errorf("field %s: unknown kind %v", f.Name, f.Kind)
+		}
+	}
+	if err := rows.Scan(s.dest...); err != nil {
+		return doc, err
+	}
+	doc.UpdatedAt = doc.UpdatedAt.UTC()
+	doc.Fields = make(map[string]any, len(s.c.Fields))
+	for i, f := range s.c.Fields {
+		doc.Fields[f.Name] = deref(s.dest[4+i])
+	}
+	return doc, nil
+}
+
+func deref(p any) any {
+	switch v := p.(type) {
+	case **string:
+		if *v == nil {
+			return nil
+		}
+		return **v
+	case **int64:
+		if *v == nil {
+			return nil
+		}
+		return **v
+	case **float64:
+		if *v == nil {
+			return nil
+		}
+		return **v
+	case **bool:
+		if *v == nil {
+			return nil
+		}
+		return **v
+	case **time.Time:
+		if *v == nil {
+			return nil
+		}
+		return (*v).UTC()
+	}
+	return nil
+}

@@ -1,0 +1,112 @@
+package db
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/tidemark/tidemark/collections"
+)
+
+// Every statement the server sends is declared in this file (or built here
+// from a collection's description), so the portability test can parse all of
+// them with CockroachDB's parser. Keep each one valid for PostgreSQL 15 and
+// CockroachDB alike.
+const (
+	stmtVersion = `SELECT version()`
+
+	stmtCreateMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INT8 PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+)`
+	stmtAppliedMigrations = `SELECT version FROM schema_migrations ORDER BY version`
+	stmtRecordMigration   = `INSERT INTO schema_migrations (version, name) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING`
+	stmtSchemaVersion     = `SELECT COALESCE(max(version), 0) FROM schema_migrations`
+
+	// stmtLockScope takes the row lock of a (tenant, collection) change
+	// counter, creating the row on first use. Holding it serializes the
+	// scope's writers, so change numbers are handed out in commit order.
+	stmtLockScope = `INSERT INTO change_counters (tenant_id, collection, seq) VALUES ($1, $2, 0)
+ON CONFLICT (tenant_id, collection) DO UPDATE SET seq = change_counters.seq
+RETURNING seq`
+	// stmtAdvanceScope reserves n change numbers; the lock is already held.
+	stmtAdvanceScope = `UPDATE change_counters SET seq = seq + $3 WHERE tenant_id = $1 AND collection = $2 RETURNING seq`
+	// stmtScopeHead reads a scope's latest change number without locking.
+	stmtScopeHead = `SELECT seq FROM change_counters WHERE tenant_id = $1 AND collection = $2`
+)
+
+// collectionSQL holds the statements of one collection.
+type collectionSQL struct {
+	columns string // select list: id, bookkeeping, then the collection's fields in order
+	byIDs   string
+	changes string
+	upsert  string
+}
+
+// Bookkeeping columns every collection table has, in the order they are
+// selected (before the collection's own fields).
+var bookkeepingColumns = []string{"id", "change_seq", "updated_at", "deleted"}
+
+var (
+	sqlCacheMu sync.Mutex
+	sqlCache   = map[*collections.Collection]*collectionSQL{}
+)
+
+func statementsFor(c *collections.Collection) *collectionSQL {
+	sqlCacheMu.Lock()
+	defer sqlCacheMu.Unlock()
+	if s, ok := sqlCache[c]; ok {
+		return s
+	}
+	s := buildCollectionSQL(c)
+	sqlCache[c] = s
+	return s
+}
+
+func buildCollectionSQL(c *collections.Collection) *collectionSQL {
+	cols := append([]string{}, bookkeepingColumns...)
+	for _, f := range c.Fields {
+		cols = append(cols, f.Column)
+	}
+	list := strings.Join(cols, ", ")
+
+	insertCols := append([]string{"tenant_id"}, cols...)
+	params := make([]string, len(insertCols))
+	for i := range params {
+		params[i] = fmt.Sprintf("$%d", i+1)
+	}
+	var set []string
+	for _, col := range cols[1:] { // everything but the key
+		set = append(set, fmt.Sprintf("%s = excluded.%s", col, col))
+	}
+	return &collectionSQL{
+		columns: list,
+		byIDs:   fmt.Sprintf("SELECT %s FROM %s WHERE tenant_id = $1 AND id = ANY($2)", list, c.Table),
+		changes: fmt.Sprintf("SELECT %s FROM %s WHERE tenant_id = $1 AND change_seq > $2 ORDER BY change_seq LIMIT $3", list, c.Table),
+		upsert: fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s) ON CONFLICT (tenant_id, id) DO UPDATE SET %s",
+			c.Table, strings.Join(insertCols, ", "), strings.Join(params, ", "), strings.Join(set, ", ")),
+	}
+}
+
+// Statements returns every SQL statement the server may send: migrations,
+// fixed statements and those of every registered collection. The
+// portability test parses each of them with CockroachDB's parser.
+func Statements() ([]string, error) {
+	out := []string{
+		stmtVersion, stmtCreateMigrationsTable, stmtAppliedMigrations, stmtRecordMigration,
+		stmtSchemaVersion, stmtLockScope, stmtAdvanceScope, stmtScopeHead,
+	}
+	ms, err := Migrations()
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range ms {
+		out = append(out, m.Statement)
+	}
+	for _, c := range collections.All() {
+		s := statementsFor(c)
+		out = append(out, s.byIDs, s.changes, s.upsert)
+	}
+	return out, nil
+}

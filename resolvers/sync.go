@@ -1,0 +1,51 @@
+package resolvers
+
+import (
+	"context"
+
+	"github.com/tidemark/tidemark/collections"
+	"github.com/tidemark/tidemark/graph/model"
+	"github.com/tidemark/tidemark/syncengine"
+)
+
+// pull runs a pull for the caller and translates the page to the
+// collection's generated document type T.
+func pull[T any](ctx context.Context, r *Resolver, c *collections.Collection, checkpoint *model.CheckpointInput, limit int) ([]*T, *model.Checkpoint, error) {
+	id, err := callerFrom(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	var cursor *string
+	if checkpoint != nil {
+		cursor = &checkpoint.Cursor
+	}
+	res, err := r.Sync.Pull(ctx, id.TenantID, c, cursor, limit)
+	if err != nil {
+		return nil, nil, err
+	}
+	return fromDocuments[T](c, res.Documents), &model.Checkpoint{Cursor: res.Cursor}, nil
+}
+
+// push runs a push of rows given as (assumed, new) pairs of the collection's
+// generated input type In and returns the documents the client must adopt
+// as the generated output type Out.
+func push[Out, In any](ctx context.Context, r *Resolver, c *collections.Collection, n int, row func(i int) (assumed, next *In)) ([]*Out, error) {
+	id, err := callerFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows := make([]syncengine.PushRow, n)
+	for i := range rows {
+		assumed, next := row(i)
+		rows[i].New = toDocument(c, next)
+		if assumed != nil {
+			a := toDocument(c, assumed)
+			rows[i].Assumed = &a
+		}
+	}
+	docs, err := r.Sync.Push(ctx, syncengine.Caller{TenantID: id.TenantID, UserID: id.UserID}, c, rows)
+	if err != nil {
+		return nil, err
+	}
+	return fromDocuments[Out](c, docs), nil
+}

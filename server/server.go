@@ -1,0 +1,143 @@
+// Package server assembles Tidemark's HTTP surface: the GraphQL handler with
+// its transports, limits and error presenter, the Playground, health
+// endpoints and the middleware every request passes (request id, logging,
+// CORS, body limit, authentication). It builds handlers; cmd/tidemark wires
+// them to configuration and a listener.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/handler"
+	"github.com/99designs/gqlgen/graphql/handler/extension"
+	"github.com/99designs/gqlgen/graphql/handler/lru"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/99designs/gqlgen/graphql/playground"
+	"github.com/rs/cors"
+	"github.com/vektah/gqlparser/v2/ast"
+
+	"github.com/tidemark/tidemark/auth"
+)
+
+// Config is what the HTTP surface needs. Zero limits take the defaults.
+type Config struct {
+	Schema   graphql.ExecutableSchema
+	Verifier *auth.Verifier
+	Logger   *slog.Logger
+
+	// Ready reports whether the server can serve (database reachable, schema
+	// current); /readyz answers 503 with its error otherwise.
+	Ready func(ctx context.Context) error
+
+	// Introspection lets clients (and the Playground) read the schema.
+	Introspection bool
+	// PlaygroundToken, when set, is filled into the Playground's
+	// Authorization header (dev mode), so a newcomer can run a query at once.
+	PlaygroundToken string
+	// AllowedOrigins for cross-origin browser requests; ["*"] allows any
+	// origin (dev mode). Credentials are never allowed: auth is a bearer token.
+	AllowedOrigins []string
+
+	MaxBodyBytes    int64 // default 16 MiB
+	MaxDepth        int   // default 15
+	ComplexityLimit int   // default 5000
+}
+
+func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 16 << 20
+	}
+	if c.MaxDepth == 0 {
+		c.MaxDepth = 15
+	}
+	if c.ComplexityLimit == 0 {
+		c.ComplexityLimit = 5000
+	}
+	return c
+}
+
+// NewGraphQL builds the GraphQL handler with explicit transports and
+// extensions (never gqlgen's NewDefaultServer, whose defaults we would not
+// choose).
+func NewGraphQL(cfg Config) *handler.Server {
+	cfg = cfg.withDefaults()
+	srv := handler.New(cfg.Schema)
+	srv.AddTransport(transport.Options{})
+	srv.AddTransport(transport.GET{})
+	srv.AddTransport(transport.POST{})
+	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	if cfg.Introspection {
+		srv.Use(extension.Introspection{})
+	}
+	srv.Use(depthLimit{Max: cfg.MaxDepth})
+	srv.Use(extension.FixedComplexityLimit(cfg.ComplexityLimit))
+	srv.SetErrorPresenter(presentError(cfg.Logger))
+	srv.SetRecoverFunc(recoverPanic(cfg.Logger))
+	return srv
+}
+
+// New returns Tidemark's whole HTTP handler.
+func New(cfg Config) http.Handler {
+	cfg = cfg.withDefaults()
+	gql := NewGraphQL(cfg)
+
+	mux := http.NewServeMux()
+	mux.Handle("/graphql", cfg.Verifier.Middleware(limitBody(cfg.MaxBodyBytes, gql), auth.MiddlewareOptions{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if cfg.Ready != nil {
+			if err := cfg.Ready(r.Context()); err != nil {
+				Logger(r.Context(), cfg.Logger).Warn("not ready", "err", err)
+				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
+				return
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	var playgroundOpts []playground.GraphiqlConfigOption
+	if cfg.PlaygroundToken != "" {
+		playgroundOpts = append(playgroundOpts, playground.WithGraphiqlUiHeaders(map[string]string{
+			"Authorization": "Bearer " + cfg.PlaygroundToken,
+		}))
+	}
+	mux.Handle("GET /{$}", playground.Handler("Tidemark", "/graphql", playgroundOpts...))
+
+	corsHandler := cors.New(cors.Options{
+		AllowedOrigins: cfg.AllowedOrigins,
+		AllowedMethods: []string{http.MethodGet, http.MethodPost, http.MethodOptions},
+		AllowedHeaders: []string{"Authorization", "Content-Type", RequestIDHeader},
+		ExposedHeaders: []string{RequestIDHeader},
+		MaxAge:         600,
+	})
+	return withRequestLogging(cfg.Logger, corsHandler.Handler(mux))
+}
+
+// limitBody bounds what a client may upload in one request.
+func limitBody(limit int64, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > limit {
+			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]any{"errors": []map[string]any{{
+				"message":    "request body too large",
+				"extensions": map[string]string{"code": "BAD_USER_INPUT"},
+			}}})
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		next.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, body any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(body)
+}
