@@ -246,7 +246,7 @@ func resolveAccount(runAs string) (*account, error) {
 	u, err := user.Lookup(runAs)
 	if err != nil {
 		return nil, fmt.Errorf("running as root, so PostgreSQL (which refuses to run as root) must run as user %q, "+
-			"but looking it up failed: %v; create that user (e.g. `useradd --system --user-group postgres`) or set Config.RunAs", runAs, err)
+			"but looking it up failed: %v; create that user (e.g. `useradd --system --user-group %s`) or set Config.RunAs", runAs, err, runAs)
 	}
 	uid, err1 := strconv.Atoi(u.Uid)
 	gid, err2 := strconv.Atoi(u.Gid)

@@ -1,0 +1,9 @@
+package db_test
+
+import (
+	"testing"
+
+	"github.com/tidemark/tidemark/db/dbtest"
+)
+
+func TestMain(m *testing.M) { dbtest.Main(m) }
