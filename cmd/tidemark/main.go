@@ -3,6 +3,7 @@
 //	tidemark [serve]     run the server (the default command)
 //	tidemark migrate     bring the database schema up to date
 //	tidemark token       print a signed bearer token
+//	tidemark bench sync  measure push and pull throughput of a running server
 //
 // Every setting has a flag and a TIDEMARK_* environment variable; run a
 // command with -h to list them.
@@ -49,8 +50,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return migrate(ctx, args, stderr)
 	case "token":
 		return token(args, stdout, stderr)
+	case "bench":
+		return bench(ctx, args, stdout, stderr)
 	}
-	return fmt.Errorf("unknown command %q (want serve, migrate or token)", command)
+	return fmt.Errorf("unknown command %q (want serve, migrate, token or bench)", command)
 }
 
 func parseConfig(name string, args []string, stderr io.Writer) (Config, *slog.Logger, error) {
