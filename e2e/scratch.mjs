@@ -1,0 +1,15 @@
+import { openClient, env, newId } from './test/helpers.mjs';
+const logFetch = async (req) => { const b = await req.clone().text(); const res = await fetch(req); const t = await res.clone().text(); console.log('>>', b.replace(/\\n/g,' ').slice(0,900), '\n<<', t.slice(0,600)); return res; };
+const a = await openClient('a', env.tokenA, {collections:['workOrders']});
+const b = await openClient('b', env.tokenB, {collections:['workOrders'], fetch: logFetch});
+const w = newId('w');
+await a.db.workOrders.insert({ id: w, siteId: 's', title: 'x', status: 'OPEN', priority: 1 });
+await a.sync(); await b.sync();
+console.log('----- edits');
+await (await a.db.workOrders.findOne(w).exec()).incrementalPatch({title: 'A'});
+await a.awaitPushed();
+await (await b.db.workOrders.findOne(w).exec()).incrementalPatch({priority: 3});
+await b.awaitPushed();
+console.log(JSON.stringify(b.conflicts, null, 1));
+console.log(await b.get('workOrders', w));
+await a.close(); await b.close();
