@@ -125,3 +125,10 @@ type Writer interface {
 	// as stored (with their change numbers and UpdatedAt set).
 	Put(ctx context.Context, docs []Document) ([]Document, error)
 }
+
+// ScopeHead is the latest change number of one tenant's collection.
+type ScopeHead struct {
+	TenantID   string
+	Collection string // Collection.Name
+	Change     int64
+}

@@ -50,6 +50,27 @@ func (d *DB) ScopeHead(ctx context.Context, tenantID string, c *collections.Coll
 	return seq, err
 }
 
+// ScopeHeads returns the latest change number of every collection of the
+// given tenants that has one.
+func (d *DB) ScopeHeads(ctx context.Context, tenantIDs []string) ([]collections.ScopeHead, error) {
+	if len(tenantIDs) == 0 {
+		return nil, nil
+	}
+	rows, err := d.Pool.Query(ctx, stmtScopeHeads, tenantIDs)
+	if err != nil {
+		return nil, fmt.Errorf("read change heads: %w", err)
+	}
+	heads, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (collections.ScopeHead, error) {
+		var h collections.ScopeHead
+		err := row.Scan(&h.TenantID, &h.Collection, &h.Change)
+		return h, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read change heads: %w", err)
+	}
+	return heads, nil
+}
+
 // Writer writes one tenant's documents of one collection inside a
 // transaction that holds the scope's change lock.
 type Writer struct {

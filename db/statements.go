@@ -34,6 +34,10 @@ RETURNING seq`
 	stmtAdvanceScope = `UPDATE change_counters SET seq = seq + $3 WHERE tenant_id = $1 AND collection = $2 RETURNING seq`
 	// stmtScopeHead reads a scope's latest change number without locking.
 	stmtScopeHead = `SELECT seq FROM change_counters WHERE tenant_id = $1 AND collection = $2`
+	// stmtScopeHeads reads the heads of every collection of the given tenants:
+	// the cheap, batched query by which an instance learns of other
+	// instances' commits.
+	stmtScopeHeads = `SELECT tenant_id, collection, seq FROM change_counters WHERE tenant_id = ANY($1)`
 )
 
 // collectionSQL holds the statements of one collection.
@@ -95,7 +99,7 @@ func buildCollectionSQL(c *collections.Collection) *collectionSQL {
 func Statements() ([]string, error) {
 	out := []string{
 		stmtVersion, stmtCreateMigrationsTable, stmtAppliedMigrations, stmtRecordMigration,
-		stmtSchemaVersion, stmtLockScope, stmtAdvanceScope, stmtScopeHead,
+		stmtSchemaVersion, stmtLockScope, stmtAdvanceScope, stmtScopeHead, stmtScopeHeads,
 	}
 	ms, err := Migrations()
 	if err != nil {

@@ -24,6 +24,7 @@ type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 type ResolverRoot interface {
 	Mutation() MutationResolver
 	Query() QueryResolver
+	Subscription() SubscriptionResolver
 }
 
 type DirectiveRoot struct {
@@ -91,6 +92,13 @@ type ComplexityRoot struct {
 	SitePullBulk struct {
 		Checkpoint func(childComplexity int) int
 		Documents  func(childComplexity int) int
+	}
+
+	Subscription struct {
+		StreamChecklistItems func(childComplexity int, headers *model.StreamHeaders) int
+		StreamNotes          func(childComplexity int, headers *model.StreamHeaders) int
+		StreamSites          func(childComplexity int, headers *model.StreamHeaders) int
+		StreamWorkOrders     func(childComplexity int, headers *model.StreamHeaders) int
 	}
 
 	Viewer struct {
@@ -396,6 +404,51 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.SitePullBulk.Documents(childComplexity), true
 
+	case "Subscription.streamChecklistItems":
+		if e.ComplexityRoot.Subscription.StreamChecklistItems == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_streamChecklistItems_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.StreamChecklistItems(childComplexity, args["headers"].(*model.StreamHeaders)), true
+	case "Subscription.streamNotes":
+		if e.ComplexityRoot.Subscription.StreamNotes == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_streamNotes_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.StreamNotes(childComplexity, args["headers"].(*model.StreamHeaders)), true
+	case "Subscription.streamSites":
+		if e.ComplexityRoot.Subscription.StreamSites == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_streamSites_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.StreamSites(childComplexity, args["headers"].(*model.StreamHeaders)), true
+	case "Subscription.streamWorkOrders":
+		if e.ComplexityRoot.Subscription.StreamWorkOrders == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_streamWorkOrders_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.StreamWorkOrders(childComplexity, args["headers"].(*model.StreamHeaders)), true
+
 	case "Viewer.tenantId":
 		if e.ComplexityRoot.Viewer.TenantID == nil {
 			break
@@ -499,6 +552,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("NotePushRow", ec.unmarshalInputNotePushRow),
 			graphql.NewInputUnmarshaler("SiteInput", ec.unmarshalInputSiteInput),
 			graphql.NewInputUnmarshaler("SitePushRow", ec.unmarshalInputSitePushRow),
+			graphql.NewInputUnmarshaler("StreamHeaders", ec.unmarshalInputStreamHeaders),
 			graphql.NewInputUnmarshaler("WorkOrderInput", ec.unmarshalInputWorkOrderInput),
 			graphql.NewInputUnmarshaler("WorkOrderPushRow", ec.unmarshalInputWorkOrderPushRow),
 		)
@@ -545,6 +599,23 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			ctx = graphql.WithLazyInputUnmarshalerIndex(ctx, inputUnmarshalers)
 			data := ec._Mutation(ctx, opCtx.Operation.SelectionSet)
 			var buf bytes.Buffer
+			data.MarshalGQL(&buf)
+
+			return &graphql.Response{
+				Data: buf.Bytes(),
+			}
+		}
+	case ast.Subscription:
+		next := ec._Subscription(ctx, opCtx.Operation.SelectionSet)
+
+		var buf bytes.Buffer
+		return func(ctx context.Context) *graphql.Response {
+			buf.Reset()
+			data := next(ctx)
+
+			if data == nil {
+				return nil
+			}
 			data.MarshalGQL(&buf)
 
 			return &graphql.Response{
@@ -617,6 +688,11 @@ extend type Query {
 extend type Mutation {
   pushChecklistItems(rows: [ChecklistItemPushRow!]!): [ChecklistItem!]!
 }
+
+extend type Subscription {
+  "Live changes of ChecklistItems: each event holds what a pull from the previous event's checkpoint would return."
+  streamChecklistItems(headers: StreamHeaders): ChecklistItemPullBulk!
+}
 `, BuiltIn: false},
 	{Name: "../schema/note.graphqls", Input: `"A remark on a WorkOrder."
 type Note {
@@ -657,6 +733,11 @@ extend type Query {
 extend type Mutation {
   pushNotes(rows: [NotePushRow!]!): [Note!]!
 }
+
+extend type Subscription {
+  "Live changes of Notes: each event holds what a pull from the previous event's checkpoint would return."
+  streamNotes(headers: StreamHeaders): NotePullBulk!
+}
 `, BuiltIn: false},
 	{Name: "../schema/schema.graphqls", Input: `# Tidemark's GraphQL API. Each synced collection has its own file; this one
 # holds the roots, scalars and the types they share.
@@ -670,6 +751,17 @@ type Query {
 }
 
 type Mutation
+
+type Subscription
+
+"""
+Headers for a stream subscription, for clients that cannot authenticate the
+websocket connection itself (connection_init). A valid Authorization here
+authenticates this one subscription.
+"""
+input StreamHeaders {
+  Authorization: String
+}
 
 "The authenticated caller."
 type Viewer {
@@ -730,6 +822,11 @@ extend type Mutation {
   "Writes the rows in one transaction; returns the server state of every row not written exactly as sent."
   pushSites(rows: [SitePushRow!]!): [Site!]!
 }
+
+extend type Subscription {
+  "Live changes of Sites: each event holds what a pull from the previous event's checkpoint would return."
+  streamSites(headers: StreamHeaders): SitePullBulk!
+}
 `, BuiltIn: false},
 	{Name: "../schema/work_order.graphqls", Input: `enum WorkOrderStatus {
   OPEN
@@ -783,6 +880,11 @@ extend type Query {
 
 extend type Mutation {
   pushWorkOrders(rows: [WorkOrderPushRow!]!): [WorkOrder!]!
+}
+
+extend type Subscription {
+  "Live changes of WorkOrders: each event holds what a pull from the previous event's checkpoint would return."
+  streamWorkOrders(headers: StreamHeaders): WorkOrderPullBulk!
 }
 `, BuiltIn: false},
 }

@@ -30,6 +30,12 @@ type QueryResolver interface {
 	PullSites(ctx context.Context, checkpoint *model.CheckpointInput, limit int) (*model.SitePullBulk, error)
 	PullWorkOrders(ctx context.Context, checkpoint *model.CheckpointInput, limit int) (*model.WorkOrderPullBulk, error)
 }
+type SubscriptionResolver interface {
+	StreamChecklistItems(ctx context.Context, headers *model.StreamHeaders) (<-chan *model.ChecklistItemPullBulk, error)
+	StreamNotes(ctx context.Context, headers *model.StreamHeaders) (<-chan *model.NotePullBulk, error)
+	StreamSites(ctx context.Context, headers *model.StreamHeaders) (<-chan *model.SitePullBulk, error)
+	StreamWorkOrders(ctx context.Context, headers *model.StreamHeaders) (<-chan *model.WorkOrderPullBulk, error)
+}
 
 // endregion ************************** generated!.gotpl **************************
 
@@ -190,6 +196,62 @@ func (ec *executionContext) field_Query_pullWorkOrders_args(ctx context.Context,
 		return nil, err
 	}
 	args["limit"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Subscription_streamChecklistItems_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "headers",
+		func(ctx context.Context, v any) (*model.StreamHeaders, error) {
+			return ec.unmarshalOStreamHeaders2ᚖgithubᚗcomᚋtidemarkᚋtidemarkᚋgraphᚋmodelᚐStreamHeaders(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["headers"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Subscription_streamNotes_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "headers",
+		func(ctx context.Context, v any) (*model.StreamHeaders, error) {
+			return ec.unmarshalOStreamHeaders2ᚖgithubᚗcomᚋtidemarkᚋtidemarkᚋgraphᚋmodelᚐStreamHeaders(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["headers"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Subscription_streamSites_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "headers",
+		func(ctx context.Context, v any) (*model.StreamHeaders, error) {
+			return ec.unmarshalOStreamHeaders2ᚖgithubᚗcomᚋtidemarkᚋtidemarkᚋgraphᚋmodelᚐStreamHeaders(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["headers"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Subscription_streamWorkOrders_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "headers",
+		func(ctx context.Context, v any) (*model.StreamHeaders, error) {
+			return ec.unmarshalOStreamHeaders2ᚖgithubᚗcomᚋtidemarkᚋtidemarkᚋgraphᚋmodelᚐStreamHeaders(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["headers"] = arg0
 	return args, nil
 }
 
@@ -680,6 +742,182 @@ func (ec *executionContext) fieldContext_Query___schema(_ context.Context, field
 	return fc, nil
 }
 
+func (ec *executionContext) _Subscription_streamChecklistItems(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) graphql.Marshaler) {
+	return graphql.ResolveFieldStream(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Subscription_streamChecklistItems(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Subscription().StreamChecklistItems(ctx, fc.Args["headers"].(*model.StreamHeaders))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ChecklistItemPullBulk) graphql.Marshaler {
+			return ec.marshalNChecklistItemPullBulk2ᚖgithubᚗcomᚋtidemarkᚋtidemarkᚋgraphᚋmodelᚐChecklistItemPullBulk(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Subscription_streamChecklistItems(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Subscription",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ChecklistItemPullBulk(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Subscription_streamChecklistItems_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Subscription_streamNotes(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) graphql.Marshaler) {
+	return graphql.ResolveFieldStream(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Subscription_streamNotes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Subscription().StreamNotes(ctx, fc.Args["headers"].(*model.StreamHeaders))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.NotePullBulk) graphql.Marshaler {
+			return ec.marshalNNotePullBulk2ᚖgithubᚗcomᚋtidemarkᚋtidemarkᚋgraphᚋmodelᚐNotePullBulk(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Subscription_streamNotes(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Subscription",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_NotePullBulk(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Subscription_streamNotes_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Subscription_streamSites(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) graphql.Marshaler) {
+	return graphql.ResolveFieldStream(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Subscription_streamSites(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Subscription().StreamSites(ctx, fc.Args["headers"].(*model.StreamHeaders))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.SitePullBulk) graphql.Marshaler {
+			return ec.marshalNSitePullBulk2ᚖgithubᚗcomᚋtidemarkᚋtidemarkᚋgraphᚋmodelᚐSitePullBulk(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Subscription_streamSites(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Subscription",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SitePullBulk(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Subscription_streamSites_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Subscription_streamWorkOrders(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) graphql.Marshaler) {
+	return graphql.ResolveFieldStream(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Subscription_streamWorkOrders(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Subscription().StreamWorkOrders(ctx, fc.Args["headers"].(*model.StreamHeaders))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.WorkOrderPullBulk) graphql.Marshaler {
+			return ec.marshalNWorkOrderPullBulk2ᚖgithubᚗcomᚋtidemarkᚋtidemarkᚋgraphᚋmodelᚐWorkOrderPullBulk(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Subscription_streamWorkOrders(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Subscription",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_WorkOrderPullBulk(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Subscription_streamWorkOrders_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Viewer_userId(ctx context.Context, field graphql.CollectedField, obj *model.Viewer) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -769,6 +1007,48 @@ func (ec *executionContext) unmarshalInputCheckpointInput(ctx context.Context, o
 func UnmarshalCheckpointInput(ctx context.Context, raw any) (model.CheckpointInput, error) {
 	var out model.CheckpointInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "CheckpointInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputStreamHeaders(ctx context.Context, obj any) (model.StreamHeaders, error) {
+	var it model.StreamHeaders
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"Authorization"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "Authorization":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("Authorization"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Authorization = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalStreamHeaders unmarshals raw into the StreamHeaders input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalStreamHeaders(ctx context.Context, raw any) (model.StreamHeaders, error) {
+	var out model.StreamHeaders
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "StreamHeaders", raw, &out)
 	return out, err
 }
 
@@ -957,6 +1237,32 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 	return out
 }
 
+var subscriptionImplementors = []string{"Subscription"}
+
+func (ec *executionContext) _Subscription(ctx context.Context, sel ast.SelectionSet) func(ctx context.Context) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, subscriptionImplementors)
+	ctx = graphql.WithFieldContext(ctx, &graphql.FieldContext{
+		Object: "Subscription",
+	})
+	if len(fields) != 1 {
+		graphql.AddErrorf(ctx, "must subscribe to exactly one stream")
+		return nil
+	}
+
+	switch fields[0].Name {
+	case "streamChecklistItems":
+		return ec._Subscription_streamChecklistItems(ctx, fields[0])
+	case "streamNotes":
+		return ec._Subscription_streamNotes(ctx, fields[0])
+	case "streamSites":
+		return ec._Subscription_streamSites(ctx, fields[0])
+	case "streamWorkOrders":
+		return ec._Subscription_streamWorkOrders(ctx, fields[0])
+	default:
+		panic("unknown field " + strconv.Quote(fields[0].Name))
+	}
+}
+
 var viewerImplementors = []string{"Viewer"}
 
 func (ec *executionContext) _Viewer(ctx context.Context, sel ast.SelectionSet, obj *model.Viewer) graphql.Marshaler {
@@ -1034,6 +1340,14 @@ func (ec *executionContext) unmarshalOCheckpointInput2ᚖgithubᚗcomᚋtidemark
 		return nil, nil
 	}
 	res, err := ec.unmarshalInputCheckpointInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalOStreamHeaders2ᚖgithubᚗcomᚋtidemarkᚋtidemarkᚋgraphᚋmodelᚐStreamHeaders(ctx context.Context, v any) (*model.StreamHeaders, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputStreamHeaders(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 

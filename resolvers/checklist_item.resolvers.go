@@ -27,3 +27,10 @@ func (r *queryResolver) PullChecklistItems(ctx context.Context, checkpoint *mode
 	}
 	return &model.ChecklistItemPullBulk{Documents: docs, Checkpoint: cp}, nil
 }
+
+// StreamChecklistItems is the resolver for the streamChecklistItems field.
+func (r *subscriptionResolver) StreamChecklistItems(ctx context.Context, headers *model.StreamHeaders) (<-chan *model.ChecklistItemPullBulk, error) {
+	return stream(ctx, r.Resolver, collections.ChecklistItem, func(docs []*model.ChecklistItem, cp *model.Checkpoint) *model.ChecklistItemPullBulk {
+		return &model.ChecklistItemPullBulk{Documents: docs, Checkpoint: cp}
+	})
+}

@@ -9,8 +9,11 @@ package resolvers_test
 // gets a tenant of its own, which isolates its documents and change order.
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
@@ -129,14 +132,52 @@ func (e gqlError) code() string { s, _ := e.Extensions["code"].(string); return 
 
 // api is one authenticated client of one environment.
 type api struct {
-	tb testing.TB
-	c  *client.Client
+	tb            testing.TB
+	c             *client.Client
+	handler       http.Handler
+	authorization string
 }
 
 func newAPI(tb testing.TB, env *testenv.Env, tenantID, userID string) *api {
 	tb.Helper()
-	return &api{tb: tb, c: client.New(env.Handler, client.Path("/graphql"),
-		client.AddHeader("Authorization", "Bearer "+testenv.Token(tb, tenantID, userID)))}
+	authorization := "Bearer " + testenv.Token(tb, tenantID, userID)
+	return &api{
+		tb:            tb,
+		c:             client.New(env.Handler, client.Path("/graphql"), client.AddHeader("Authorization", authorization)),
+		handler:       env.Handler,
+		authorization: authorization,
+	}
+}
+
+// postStatus sends one operation as a plain HTTP request, for answers the
+// gqlgen client refuses to decode (HTTP 4xx), and returns the status and errors.
+func (a *api) postStatus(query string, vars map[string]any) (int, []gqlError) {
+	a.tb.Helper()
+	rec := postGraphQL(a.tb, a.handler, a.authorization, query, vars)
+	var resp struct {
+		Errors []gqlError `json:"errors"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil {
+		a.tb.Fatalf("decode %q: %v", rec.Body, err)
+	}
+	return rec.Code, resp.Errors
+}
+
+// postGraphQL sends one operation with the given Authorization header ("" for none).
+func postGraphQL(tb testing.TB, h http.Handler, authorization, query string, vars map[string]any) *httptest.ResponseRecorder {
+	tb.Helper()
+	body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	req := httptest.NewRequest(http.MethodPost, "/graphql", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
 }
 
 // tenantOf names a tenant after the running (sub)test, so that every subtest

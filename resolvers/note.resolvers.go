@@ -27,3 +27,10 @@ func (r *queryResolver) PullNotes(ctx context.Context, checkpoint *model.Checkpo
 	}
 	return &model.NotePullBulk{Documents: docs, Checkpoint: cp}, nil
 }
+
+// StreamNotes is the resolver for the streamNotes field.
+func (r *subscriptionResolver) StreamNotes(ctx context.Context, headers *model.StreamHeaders) (<-chan *model.NotePullBulk, error) {
+	return stream(ctx, r.Resolver, collections.Note, func(docs []*model.Note, cp *model.Checkpoint) *model.NotePullBulk {
+		return &model.NotePullBulk{Documents: docs, Checkpoint: cp}
+	})
+}

@@ -134,7 +134,8 @@ var pullCases = []pullCase{
 			for _, cursor := range []string{
 				"",
 				"not a cursor!",
-				valid + "x",
+				valid + "!",
+				valid + "=",
 				"1",
 				enc("v1:" + f.typ + ":abc"),
 				enc("v1:" + f.typ + ":-1"),

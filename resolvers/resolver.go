@@ -10,12 +10,17 @@ import (
 
 	"github.com/tidemark/tidemark/apperr"
 	"github.com/tidemark/tidemark/auth"
+	"github.com/tidemark/tidemark/livesync"
 	"github.com/tidemark/tidemark/syncengine"
 )
 
 // Resolver is the root of every resolver.
 type Resolver struct {
 	Sync *syncengine.Engine
+	Live *livesync.Hub
+	// StreamBuffer is how many events a stream subscriber may have waiting
+	// before it counts as too slow and is disconnected (default 16).
+	StreamBuffer int
 }
 
 // callerFrom returns the authenticated caller. The HTTP middleware already

@@ -27,3 +27,10 @@ func (r *queryResolver) PullSites(ctx context.Context, checkpoint *model.Checkpo
 	}
 	return &model.SitePullBulk{Documents: docs, Checkpoint: cp}, nil
 }
+
+// StreamSites is the resolver for the streamSites field.
+func (r *subscriptionResolver) StreamSites(ctx context.Context, headers *model.StreamHeaders) (<-chan *model.SitePullBulk, error) {
+	return stream(ctx, r.Resolver, collections.Site, func(docs []*model.Site, cp *model.Checkpoint) *model.SitePullBulk {
+		return &model.SitePullBulk{Documents: docs, Checkpoint: cp}
+	})
+}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/tidemark/tidemark/collections"
 	"github.com/tidemark/tidemark/graph/model"
+	"github.com/tidemark/tidemark/livesync"
 	"github.com/tidemark/tidemark/syncengine"
 )
 
@@ -48,4 +49,38 @@ func push[Out, In any](ctx context.Context, r *Resolver, c *collections.Collecti
 		return nil, err
 	}
 	return fromDocuments[Out](c, docs), nil
+}
+
+// stream subscribes the caller to the collection's live changes. Each event
+// is translated once (shared by every subscriber of the scope) with wrap.
+// The channel is never closed: closing it would send `complete`, which ends
+// live sync for good in RxDB; a subscriber that must go is disconnected
+// instead (see livesync.Disconnector). The `headers` argument of the stream
+// fields is read by the transport, which authenticates the subscription
+// before the resolver runs.
+func stream[T, Bulk any](ctx context.Context, r *Resolver, c *collections.Collection, wrap func([]*T, *model.Checkpoint) *Bulk) (<-chan *Bulk, error) {
+	id, err := callerFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	buffer := r.StreamBuffer
+	if buffer <= 0 {
+		buffer = 16
+	}
+	ch := make(chan *Bulk, buffer)
+	err = r.Live.Subscribe(ctx, id.TenantID, c, func(ev *livesync.Event) bool {
+		bulk := ev.Converted(func() any {
+			return wrap(fromDocuments[T](c, ev.Documents), &model.Checkpoint{Cursor: ev.Cursor})
+		}).(*Bulk)
+		select {
+		case ch <- bulk:
+			return true
+		default:
+			return false
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ch, nil
 }

@@ -3,6 +3,7 @@ package resolvers_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -93,11 +94,7 @@ var validationCases = []validationCase{
 		run: func(t *testing.T, f fixture, a *api) {
 			d := f.valid("b")
 			delete(d, "deleted")
-			_, errs := a.pushRaw(f, []row{{next: f.valid("a")}, {next: d}})
-			if len(errs) == 0 {
-				t.Fatal("push without deleted succeeded")
-			}
-			assertError(t, errs[0], "GRAPHQL_VALIDATION_FAILED", "deleted")
+			assertValidationFailed(t, a, f, []row{{next: f.valid("a")}, {next: d}}, "must be defined", "deleted")
 			assertNothingStored(t, f, a)
 		},
 	},
@@ -139,6 +136,21 @@ var validationCases = []validationCase{
 	},
 }
 
+// assertValidationFailed pushes rows that GraphQL variable validation must
+// refuse (HTTP 422, before any resolver runs) and checks the error names the
+// offending row and field.
+func assertValidationFailed(tb testing.TB, a *api, f fixture, rows []row, message, field string) {
+	tb.Helper()
+	status, errs := a.postStatus(f.pushQuery(), map[string]any{"rows": rowsJSON(rows)})
+	if status != http.StatusUnprocessableEntity || len(errs) != 1 {
+		tb.Fatalf("status %d, errors %v; want 422 and one error", status, errs)
+	}
+	assertError(tb, errs[0], "GRAPHQL_VALIDATION_FAILED", message)
+	if got, want := fmt.Sprint(errs[0].Path), fmt.Sprintf("[variable rows %d newDocumentState %s]", len(rows)-1, field); got != want {
+		tb.Fatalf("error path = %s, want %s", got, want)
+	}
+}
+
 func TestPushValidation(t *testing.T) {
 	t.Parallel()
 	env := testenv.New(t, testenv.Options{})
@@ -159,11 +171,8 @@ func TestPushInvalidEnumIsRejectedByGraphQLValidation(t *testing.T) {
 	env := testenv.New(t, testenv.Options{})
 	f := workOrderFixture
 	a := newAPI(t, env, tenantOf(t), "alice")
-	_, errs := a.pushRaw(f, []row{{next: f.valid("a")}, {next: with(f.valid("b"), edit{"status", "URGENT"})}})
-	if len(errs) == 0 {
-		t.Fatal("push with status URGENT succeeded")
-	}
-	assertError(t, errs[0], "GRAPHQL_VALIDATION_FAILED", "URGENT")
+	rows := []row{{next: f.valid("a")}, {next: with(f.valid("b"), edit{"status", "URGENT"})}}
+	assertValidationFailed(t, a, f, rows, "URGENT is not a valid WorkOrderStatus", "status")
 	assertNothingStored(t, f, a)
 }
 
@@ -192,11 +201,11 @@ func TestPushIsAllOrNothing(t *testing.T) {
 					row{next: f.valid("b")},
 					row{next: f.valid("poison")},
 				)
-				if err.Message != "internal error" || err.code() != "INTERNAL" || len(err.Extensions) != 1 {
-					t.Fatalf("error = %q %v, want \"internal error\" with only code INTERNAL", err.Message, err.Extensions)
-				}
 				a.assertNoChangesSince(f, cursor)
 				assertDocs(t, []doc{a.latest(f, "a")}, stored)
+				if err.Message != "internal error" || err.code() != "INTERNAL" || len(err.Extensions) != 1 {
+					t.Errorf("error = %q %v, want \"internal error\" with only code INTERNAL", err.Message, err.Extensions)
+				}
 				// The change counter was rolled back too: the next write follows on.
 				a.create(f, f.valid("c"))
 				if p := a.pull(f, cursor, 10); len(p.docs) != 1 || p.docs[0]["id"] != "c" {

@@ -1,10 +1,8 @@
 package resolvers_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -26,23 +24,6 @@ func TestViewerReturnsTheTokensIdentity(t *testing.T) {
 			t.Fatalf("viewer = %s, want %s", jsonString(got), jsonString(want))
 		}
 	}
-}
-
-// postGraphQL sends one operation with the given Authorization header ("" for none).
-func postGraphQL(t *testing.T, h http.Handler, authorization, query string, vars map[string]any) *httptest.ResponseRecorder {
-	t.Helper()
-	body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := httptest.NewRequest(http.MethodPost, "/graphql", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	if authorization != "" {
-		req.Header.Set("Authorization", authorization)
-	}
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	return rec
 }
 
 func TestRequestsWithoutAValidTokenAreUnauthenticated(t *testing.T) {

@@ -27,3 +27,10 @@ func (r *queryResolver) PullWorkOrders(ctx context.Context, checkpoint *model.Ch
 	}
 	return &model.WorkOrderPullBulk{Documents: docs, Checkpoint: cp}, nil
 }
+
+// StreamWorkOrders is the resolver for the streamWorkOrders field.
+func (r *subscriptionResolver) StreamWorkOrders(ctx context.Context, headers *model.StreamHeaders) (<-chan *model.WorkOrderPullBulk, error) {
+	return stream(ctx, r.Resolver, collections.WorkOrder, func(docs []*model.WorkOrder, cp *model.Checkpoint) *model.WorkOrderPullBulk {
+		return &model.WorkOrderPullBulk{Documents: docs, Checkpoint: cp}
+	})
+}

@@ -125,6 +125,16 @@ type SitePushRow struct {
 	NewDocumentState   *SiteInput `json:"newDocumentState"`
 }
 
+// Headers for a stream subscription, for clients that cannot authenticate the
+// websocket connection itself (connection_init). A valid Authorization here
+// authenticates this one subscription.
+type StreamHeaders struct {
+	Authorization *string `json:"Authorization,omitempty"`
+}
+
+type Subscription struct {
+}
+
 // The authenticated caller.
 type Viewer struct {
 	UserID   string `json:"userId"`
