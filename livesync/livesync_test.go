@@ -240,7 +240,7 @@ func TestAnotherInstancesCommitsArriveThroughThePoller(t *testing.T) {
 		t.Cleanup(d.Close)
 		return d
 	}
-	a := newInstance(t, open(), 0)                    // the writer: no local subscribers
+	a := newInstance(t, open(), 0)                   // the writer: no local subscribers
 	b := newInstance(t, open(), 20*time.Millisecond) // the subscriber's instance
 	rec := newRecorder()
 	ctx, cancel := context.WithCancel(context.Background())
