@@ -3,11 +3,27 @@ package server
 import (
 	"context"
 	"strings"
+	"sync"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/errcode"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 )
+
+// depthLimitCode is the extensions.code of a too-deep operation, named after
+// the limit like gqlgen's COMPLEXITY_LIMIT_EXCEEDED, and like it answered
+// with HTTP 422.
+const depthLimitCode = "DEPTH_LIMIT_EXCEEDED"
+
+var registerDepthCode sync.Once
+
+// newDepthLimit registers the code with gqlgen once (its registry is a
+// plain global map) and returns the extension.
+func newDepthLimit(max int) depthLimit {
+	registerDepthCode.Do(func() { errcode.RegisterErrorType(depthLimitCode, errcode.KindProtocol) })
+	return depthLimit{Max: max}
+}
 
 // depthLimit rejects operations nested deeper than Max selection levels.
 // Introspection subtrees are not counted: GraphiQL's own schema query nests
@@ -27,8 +43,7 @@ func (d depthLimit) MutateOperationContext(_ context.Context, oc *graphql.Operat
 	}
 	if depth := selectionDepth(oc.Operation.SelectionSet, 0, map[string]bool{}); depth > d.Max {
 		err := gqlerror.Errorf("operation is nested %d levels deep; the limit is %d", depth, d.Max)
-		// Named after the limit, like gqlgen's COMPLEXITY_LIMIT_EXCEEDED.
-		err.Extensions = map[string]any{"code": "DEPTH_LIMIT_EXCEEDED"}
+		errcode.Set(err, depthLimitCode)
 		return err
 	}
 	return nil

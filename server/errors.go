@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/gqlerror"
@@ -20,20 +21,24 @@ import (
 // "internal error", so no internal detail leaks.
 func presentError(log *slog.Logger) graphql.ErrorPresenterFunc {
 	return func(ctx context.Context, err error) *gqlerror.Error {
-		if appErr, ok := apperr.As(err); ok && appErr.Code != apperr.Internal {
+		if appErr, ok := apperr.As(err); ok {
+			if appErr.Code == apperr.Internal {
+				return internalError(ctx, log, err)
+			}
 			gqlErr := graphql.DefaultErrorPresenter(ctx, err)
 			gqlErr.Message = appErr.Message
-			if appErr.Field != "" {
-				gqlErr.Message = appErr.Field + ": " + appErr.Message
-			}
 			gqlErr.Extensions = map[string]any{"code": string(appErr.Code)}
 			if appErr.Field != "" {
+				gqlErr.Message = appErr.Field + ": " + appErr.Message
 				gqlErr.Extensions["field"] = appErr.Field
 			}
 			return gqlErr
 		}
+		// Resolver errors never get here unwrapped (classifyFieldErrors makes
+		// them application errors), so a gqlerror is gqlgen's own verdict on
+		// the request: a parse, validation or argument error.
 		var gqlErr *gqlerror.Error
-		if errors.As(err, &gqlErr) && !errors.Is(err, context.Canceled) {
+		if errors.As(err, &gqlErr) {
 			if _, hasCode := gqlErr.Extensions["code"]; !hasCode {
 				if gqlErr.Extensions == nil {
 					gqlErr.Extensions = map[string]any{}
@@ -42,11 +47,37 @@ func presentError(log *slog.Logger) graphql.ErrorPresenterFunc {
 			}
 			return gqlErr
 		}
-		Logger(ctx, log).Error("internal error", "err", err, "path", graphql.GetPath(ctx).String())
-		internal := graphql.DefaultErrorPresenter(ctx, errors.New("internal error"))
-		internal.Extensions = map[string]any{"code": string(apperr.Internal)}
-		return internal
+		return internalError(ctx, log, err)
 	}
+}
+
+func internalError(ctx context.Context, log *slog.Logger, err error) *gqlerror.Error {
+	if errors.Is(err, context.Canceled) {
+		Logger(ctx, log).Info("request canceled", "err", err, "path", graphql.GetPath(ctx).String())
+	} else {
+		Logger(ctx, log).Error("internal error", "err", err, "path", graphql.GetPath(ctx).String())
+	}
+	internal := graphql.DefaultErrorPresenter(ctx, errors.New("internal error"))
+	internal.Extensions = map[string]any{"code": string(apperr.Internal)}
+	return internal
+}
+
+// classifyFieldErrors runs around every resolver. An error a resolver
+// returns that is not an application error is internal: it is wrapped so
+// the presenter logs it and hides it, however gqlgen wraps it on the way.
+// Introspection's own refusals are the client's doing, not ours.
+func classifyFieldErrors(ctx context.Context, next graphql.Resolver) (any, error) {
+	res, err := next(ctx)
+	if err == nil {
+		return res, nil
+	}
+	if _, ok := apperr.As(err); ok {
+		return res, err
+	}
+	if fc := graphql.GetFieldContext(ctx); fc != nil && strings.HasPrefix(fc.Field.Name, "__") {
+		return res, apperr.Wrap(apperr.Forbidden, err, "introspection is disabled")
+	}
+	return res, apperr.Wrap(apperr.Internal, err, "internal error")
 }
 
 // recoverPanic turns a resolver panic into an internal error, with the stack

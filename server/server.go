@@ -6,8 +6,12 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 
@@ -76,8 +80,9 @@ func NewGraphQL(cfg Config) *handler.Server {
 	if cfg.Introspection {
 		srv.Use(extension.Introspection{})
 	}
-	srv.Use(depthLimit{Max: cfg.MaxDepth})
+	srv.Use(newDepthLimit(cfg.MaxDepth))
 	srv.Use(extension.FixedComplexityLimit(cfg.ComplexityLimit))
+	srv.AroundFields(classifyFieldErrors)
 	srv.SetErrorPresenter(presentError(cfg.Logger))
 	srv.SetRecoverFunc(recoverPanic(cfg.Logger))
 	return srv
@@ -121,17 +126,39 @@ func New(cfg Config) http.Handler {
 	return withRequestLogging(cfg.Logger, corsHandler.Handler(mux))
 }
 
-// limitBody bounds what a client may upload in one request.
+// limitBody bounds what a client may upload in one request. A body of
+// unknown length (chunked) is read here, through the limit, so an oversized
+// one gets the same 413 as one that declares its length; gqlgen reads whole
+// bodies anyway.
 func limitBody(limit int64, next http.Handler) http.Handler {
+	tooLarge := func(w http.ResponseWriter) {
+		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]any{"errors": []map[string]any{{
+			"message":    fmt.Sprintf("request body larger than %d bytes", limit),
+			"extensions": map[string]string{"code": "BAD_USER_INPUT"},
+		}}})
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > limit {
-			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]any{"errors": []map[string]any{{
-				"message":    "request body too large",
-				"extensions": map[string]string{"code": "BAD_USER_INPUT"},
-			}}})
+			tooLarge(w)
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		if r.ContentLength < 0 && r.Method == http.MethodPost {
+			body, err := io.ReadAll(r.Body)
+			var maxErr *http.MaxBytesError
+			if errors.As(err, &maxErr) {
+				tooLarge(w)
+				return
+			}
+			if err != nil {
+				writeJSON(w, http.StatusBadRequest, map[string]any{"errors": []map[string]any{{
+					"message":    "could not read request body",
+					"extensions": map[string]string{"code": "BAD_USER_INPUT"},
+				}}})
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
 		next.ServeHTTP(w, r)
 	})
 }

@@ -48,6 +48,12 @@ func (m *Main) Addr() string { return m.listener.Addr().String() }
 // Run opens the database (starting the embedded one if no URL is set),
 // migrates it in dev mode, refuses an outdated schema, and starts serving.
 func (m *Main) Run(ctx context.Context) (err error) {
+	m.Config = m.Config.withDefaults()
+	// Settings that can be checked alone are checked before anything starts,
+	// so a bad one is reported at once, not after waiting for a database.
+	if err := m.Config.validate(); err != nil {
+		return err
+	}
 	defer func() {
 		if err != nil {
 			m.Close(context.WithoutCancel(ctx))
@@ -145,9 +151,6 @@ func (m *Main) openDatabase(ctx context.Context) error {
 // restarts) and the token for the dev identity.
 func (m *Main) jwtSecret() ([]byte, error) {
 	if !m.Config.DevMode() {
-		if len(m.Config.JWTSecret) < 32 {
-			return nil, errors.New("TIDEMARK_JWT_SECRET must be at least 32 characters")
-		}
 		return []byte(m.Config.JWTSecret), nil
 	}
 	secret, err := devSecret(m.Config.DataDir, m.cluster != nil)
@@ -200,7 +203,11 @@ func (m *Main) Close(ctx context.Context) error {
 	if m.http != nil {
 		sctx, cancel := context.WithTimeout(ctx, m.Config.ShutdownTimeout)
 		if err := m.http.Shutdown(sctx); err != nil {
+			// Requests still running past the timeout are cut off: closing
+			// their connections cancels their contexts and so their queries,
+			// which would otherwise hold the pool (and Close) open.
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+			m.http.Close()
 		}
 		cancel()
 	}

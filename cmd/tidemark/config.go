@@ -27,6 +27,55 @@ type Config struct {
 	ShutdownTimeout time.Duration
 }
 
+// minSecretLen is the shortest JWT secret accepted: HS256 wants at least
+// 256 bits of key.
+const minSecretLen = 32
+
+// withDefaults fills settings left zero (a Config built in code rather
+// than from flags) with the flags' defaults.
+func (c Config) withDefaults() Config {
+	if c.Addr == "" {
+		c.Addr = ":8080"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "./tidemark-data"
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	if c.LogFormat == "" {
+		c.LogFormat = "text"
+	}
+	if c.DBMaxConns == 0 {
+		c.DBMaxConns = 16
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 16 << 20
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 15 * time.Second
+	}
+	return c
+}
+
+// validate checks the settings that need no database.
+func (c Config) validate() error {
+	var errs []error
+	if !c.DevMode() && len(c.JWTSecret) < minSecretLen {
+		errs = append(errs, fmt.Errorf("TIDEMARK_JWT_SECRET must be at least %d characters", minSecretLen))
+	}
+	if c.DBMaxConns < 1 || c.DBMaxConns > 10_000 {
+		errs = append(errs, fmt.Errorf("TIDEMARK_DB_MAX_CONNS must be between 1 and 10000 (got %d)", c.DBMaxConns))
+	}
+	if c.MaxBodyBytes < 1024 {
+		errs = append(errs, fmt.Errorf("TIDEMARK_MAX_BODY_BYTES must be at least 1024 (got %d)", c.MaxBodyBytes))
+	}
+	if c.ShutdownTimeout < 0 {
+		errs = append(errs, fmt.Errorf("TIDEMARK_SHUTDOWN_TIMEOUT must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
 // DevMode is true when no JWT secret is configured: the server then makes a
 // dev secret and tenant, logs a token and fills it into the Playground.
 func (c Config) DevMode() bool { return c.JWTSecret == "" }

@@ -154,6 +154,9 @@ func token(args []string, stdout, stderr io.Writer) error {
 		return errors.New("token: --tenant and --user are required")
 	}
 	key := []byte(*secret)
+	if len(key) > 0 && len(key) < minSecretLen {
+		return fmt.Errorf("token: the JWT secret must be at least %d characters", minSecretLen)
+	}
 	if len(key) == 0 {
 		b, err := os.ReadFile(*dataDir + "/" + devSecretFile)
 		if err != nil {

@@ -40,8 +40,8 @@ export function newId(prefix) {
  * collection. Pulls happen at start and on sync() (there is no pull stream
  * yet); with live replication local writes are pushed as they happen.
  *
- * Every replication error fails the next sync(): a suite that retries
- * silently would hide server errors.
+ * A replication error fails a sync() in progress (RxDB itself only retries),
+ * and every error is kept in client.errors for the test to check.
  */
 export async function openClient(name, token, options = {}) {
   const {
@@ -59,9 +59,17 @@ export async function openClient(name, token, options = {}) {
 
   const errors = [];
   const conflicts = [];
-  let failed;
-  const failure = new Promise((_, reject) => { failed = reject; });
-  failure.catch(() => {});
+  const errorListeners = new Set();
+  // Races a wait on the replications against their next error, which a
+  // replication otherwise only retries.
+  const failOnError = (promise) => {
+    let listener;
+    const failed = new Promise((_, reject) => {
+      listener = (err, c) => reject(new Error(`${name}: ${c} replication: ${describeError(err)}`));
+    });
+    errorListeners.add(listener);
+    return Promise.race([promise, failed]).finally(() => errorListeners.delete(listener));
+  };
 
   const replications = {};
   for (const c of collections) {
@@ -76,7 +84,7 @@ export async function openClient(name, token, options = {}) {
     });
     r.error$.subscribe((err) => {
       errors.push(err);
-      failed(new Error(`${name}: ${c} replication: ${describeError(err)}`));
+      for (const listener of errorListeners) listener(err, c);
     });
     r.conflict$.subscribe((conflict) => conflicts.push({ collection: c, ...conflict }));
     replications[c] = r;
@@ -94,21 +102,15 @@ export async function openClient(name, token, options = {}) {
     /** Pushes what is pending, then pulls until nothing is new. */
     async sync() {
       await client.awaitPushed();
-      await Promise.race([
-        failure,
-        Promise.all(Object.values(replications).map(async (r) => {
-          r.reSync();
-          await r.awaitInSync();
-        })),
-      ]);
+      await failOnError(Promise.all(Object.values(replications).map(async (r) => {
+        r.reSync();
+        await r.awaitInSync();
+      })));
     },
 
     /** Waits until every local write has been pushed. */
     async awaitPushed() {
-      await Promise.race([
-        failure,
-        Promise.all(Object.values(replications).map((r) => r.awaitInSync())),
-      ]);
+      await failOnError(Promise.all(Object.values(replications).map((r) => r.awaitInSync())));
     },
 
     /** Stops talking to the server; local writes queue up. */
@@ -128,6 +130,11 @@ export async function openClient(name, token, options = {}) {
         out[c] = docs.map((d) => d.toJSON()).sort(byId);
       }
       return out;
+    },
+
+    /** Gives every replication a new bearer token, as an app does when its token expires. */
+    setToken(token) {
+      for (const r of Object.values(replications)) r.setHeaders({ Authorization: `Bearer ${token}` });
     },
 
     async get(collection, id) {

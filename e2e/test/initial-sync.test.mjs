@@ -50,3 +50,27 @@ test(`initial sync brings all ${total} work orders created through the API`, { t
   }
   assert.deepEqual(client.errors, []);
 });
+
+test('a client that created 2000 work orders offline pushes them all on its first sync', { timeout: 90_000 }, async (t) => {
+  const site = newId('site');
+  const writer = await openClient('writer', env.tokenA, { collections: ['workOrders'], batchSize: 200 });
+  t.after(() => writer.close());
+  await writer.goOffline();
+  const docs = Array.from({ length: 2000 }, (_, i) => ({
+    id: newId('offline'), siteId: site, title: `Offline order ${i}`, status: 'OPEN', priority: i % 10,
+  }));
+  await writer.db.workOrders.bulkInsert(docs);
+  // RxDB sends the 10 push batches of 200 at the same time.
+  await writer.goOnline();
+  await writer.sync();
+  assert.deepEqual(writer.conflicts, []);
+  assert.deepEqual(writer.errors, []);
+
+  const reader = await openClient('reader', env.tokenB, { collections: ['workOrders'], batchSize: 1000 });
+  t.after(() => reader.close());
+  await reader.sync();
+  const got = await reader.db.workOrders.find({ selector: { siteId: site } }).exec();
+  assert.equal(got.length, docs.length);
+  const byTitle = new Map(got.map((d) => [d.id, d.title]));
+  for (const d of docs) assert.equal(byTitle.get(d.id), d.title);
+});

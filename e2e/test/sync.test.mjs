@@ -41,7 +41,7 @@ test('two clients converge after concurrent edits and deletes', { timeout }, asy
   const [s1, s2] = [newId('site'), newId('site')];
   const [w1, w2, w3, w4] = [newId('wo'), newId('wo'), newId('wo'), newId('wo')];
   const [c1, c2, c3] = [newId('item'), newId('item'), newId('item')];
-  const [n1, n2] = [newId('note'), newId('note')];
+  const [n1, n2, n3] = [newId('note'), newId('note'), newId('note')];
 
   await a.db.sites.bulkInsert([
     { id: s1, name: 'Harbour depot', address: '1 Quay Street', latitude: 51.9, longitude: 4.48 },
@@ -61,6 +61,7 @@ test('two clients converge after concurrent edits and deletes', { timeout }, asy
   await a.db.notes.bulkInsert([
     { id: n1, workOrderId: w1, body: 'Pump is noisy' },
     { id: n2, workOrderId: w1, body: 'Spare in van' },
+    { id: n3, workOrderId: w3, body: 'Hinge rusted' },
   ]);
 
   await a.sync();
@@ -91,6 +92,7 @@ test('two clients converge after concurrent edits and deletes', { timeout }, asy
   await (await bDoc('sites', s2)).incrementalRemove();
   await (await bDoc('notes', n1)).incrementalPatch({ body: 'Pump is noisy (B)' }); // Note: server wins
   await (await bDoc('notes', n2)).incrementalRemove();
+  await (await bDoc('notes', n3)).incrementalPatch({ body: 'Hinge rusted through' }); // A left it alone
   await b.awaitPushed();
 
   const state = await converge(a, b);
@@ -110,6 +112,8 @@ test('two clients converge after concurrent edits and deletes', { timeout }, asy
   assert.deepEqual([site1.name, site1.address], ['Harbour depot (east)', '1 Quay Street']);
   assert.equal(find(state, 'notes', n1).body, 'Pump is noisy (A)');
   assert.equal(find(state, 'notes', n1).authorId, 'user-a');
+  assert.deepEqual(pick(find(state, 'notes', n3), ['body', 'authorId']), { body: 'Hinge rusted through', authorId: 'user-b' },
+    'the last writer becomes the author, also on the client that wrote it');
 
   // Deletes reach both clients and the server, also where the other side edited.
   for (const [c, id] of [['workOrders', w2], ['workOrders', w4], ['checklistItems', c2], ['sites', s2], ['notes', n2]]) {
@@ -202,13 +206,15 @@ test('two quick edits of one document end as the second edit', { timeout }, asyn
   let release;
   releasePush = new Promise((r) => { release = r; });
   const started = new Promise((r) => { pushStarted = r; });
-  await doc.incrementalPatch({ title: 'third', assigneeId: 'user-a' });
+  // The due time is in another spelling than the server's: the next push's
+  // assumed state carries it as sent, and must still match the server's.
+  await doc.incrementalPatch({ title: 'third', assigneeId: 'user-a', dueAt: '2027-02-03T06:05:06.789+02:00' });
   await started;
   await doc.incrementalPatch({ title: 'fourth', status: 'DONE' });
   pushStarted = () => {};
   release();
   await a.sync();
-  const want2 = { title: 'fourth', status: 'DONE', priority: 5, assigneeId: 'user-a' };
+  const want2 = { title: 'fourth', status: 'DONE', priority: 5, assigneeId: 'user-a', dueAt: '2027-02-03T04:05:06.789Z' };
   assert.deepEqual(pick(await a.get('workOrders', wo), Object.keys(want2)), want2);
   assert.deepEqual(pick((await pullAll(env.tokenA, 'WorkOrder')).get(wo), Object.keys(want2)), want2);
 
