@@ -61,6 +61,11 @@ func (f Field) Normalize(v any) (any, error) {
 		if !ok {
 			return nil, fmt.Errorf("must be a time")
 		}
+		if t.IsZero() {
+			// GraphQL clients read the zero time as null; storing it would
+			// make every later push of the same document look like an edit.
+			return nil, fmt.Errorf("must not be 0001-01-01T00:00:00Z; send null for no time")
+		}
 		if t.Year() < 1 || t.Year() > 9999 {
 			return nil, fmt.Errorf("must be between years 1 and 9999")
 		}

@@ -154,7 +154,9 @@ export function pushMutation(type) {
  *
  * options:
  *   url        the GraphQL endpoint, e.g. http://localhost:8080/graphql (required)
- *   token      bearer token; change it later with replication.setHeaders()
+ *   token      bearer token; when it expires, give the replication a new one with
+ *              replication.setHeaders({ Authorization: `Bearer ${token}` });
+ *              failed requests are retried (every retryTime ms) with it
  *   type       GraphQL type (Site, WorkOrder, ChecklistItem, Note); by default
  *              taken from the collection's name as in tidemarkCollections
  *   batchSize  documents per pull request and rows per push request (server
@@ -180,6 +182,9 @@ export function replicateTidemark(collection, options) {
     ...rest
   } = options;
   if (!url) throw new Error('tidemark: url is required');
+  if (!(batchSize >= 1 && batchSize <= 1000)) {
+    throw new Error(`tidemark: batchSize must be 1..1000 (the server's limit), got ${batchSize}`);
+  }
   if (!schemaByType[type]) {
     throw new Error(`tidemark: no GraphQL type for collection ${collection.name}; pass options.type`);
   }

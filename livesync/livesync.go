@@ -317,7 +317,7 @@ func (s *scope) catchUp(ctx context.Context, log *slog.Logger, failures *int) bo
 			return true
 		}
 		next := docs[len(docs)-1].Change
-		ev := &Event{Documents: docs, Cursor: syncengine.EncodeCursor(s.key.collection, next)}
+		ev := &Event{Documents: docs, Cursor: syncengine.EncodeCursor(s.key.collection, s.key.tenantID, next)}
 		s.mu.Lock()
 		s.position = next
 		subs := make([]*subscriber, 0, len(s.subs))

@@ -215,3 +215,17 @@ func TestPushIsAllOrNothing(t *testing.T) {
 		})
 	}
 }
+
+// The zero time is what GraphQL clients read as null: stored, it would make
+// every later push of the document look like an edit.
+func TestPushRejectsTheZeroTime(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t, testenv.Options{})
+	f := workOrderFixture
+	a := newAPI(t, env, tenantOf(t), "alice")
+	err := a.pushErr(f, row{next: with(f.valid("a"), edit{"dueAt", "0001-01-01T00:00:00Z"})})
+	if err.code() != "BAD_USER_INPUT" || !strings.Contains(err.Message, "rows[0].newDocumentState.dueAt") {
+		t.Fatalf("error = %q %v; want BAD_USER_INPUT naming rows[0].newDocumentState.dueAt", err.Message, err.Extensions)
+	}
+	assertNothingStored(t, f, a)
+}

@@ -20,6 +20,9 @@ type decision struct {
 	outcome outcome
 	doc     collections.Document
 	write   int // index into plan.writes for written rows
+	// masterWrite is the index into plan.writes of the master this row was
+	// decided against when an earlier row of the same push wrote it, else -1.
+	masterWrite int
 }
 
 type plan struct {
@@ -34,6 +37,7 @@ func decideAll(c *collections.Collection, rows []PushRow, masters map[string]col
 	for id, m := range masters {
 		current[id] = m
 	}
+	writtenAt := map[string]int{} // id → index in p.writes of its latest write in this push
 	var p plan
 	for _, r := range rows {
 		var d decision
@@ -42,10 +46,15 @@ func decideAll(c *collections.Collection, rows []PushRow, masters map[string]col
 		} else {
 			d = decide(c, r, nil)
 		}
+		d.masterWrite = -1
+		if i, ok := writtenAt[r.New.ID]; ok {
+			d.masterWrite = i
+		}
 		if d.outcome == outcomeWrite || d.outcome == outcomeMerge {
 			d.write = len(p.writes)
 			p.writes = append(p.writes, d.doc)
 			current[r.New.ID] = d.doc
+			writtenAt[r.New.ID] = d.write
 		}
 		p.decisions = append(p.decisions, d)
 	}
@@ -59,7 +68,13 @@ func (p plan) result(stored []collections.Document) []collections.Document {
 	for _, d := range p.decisions {
 		switch d.outcome {
 		case outcomeConflict:
-			out = append(out, d.doc)
+			if d.masterWrite >= 0 {
+				// The master is an earlier row of this push: return it as
+				// stored, with its change number and update time.
+				out = append(out, stored[d.masterWrite])
+			} else {
+				out = append(out, d.doc)
+			}
 		case outcomeMerge:
 			out = append(out, stored[d.write])
 		}

@@ -57,7 +57,7 @@ func (e *Engine) Pull(ctx context.Context, tenantID string, c *collections.Colle
 	var after int64
 	if cursor != nil {
 		var err error
-		if after, err = DecodeCursor(c, *cursor); err != nil {
+		if after, err = DecodeCursor(c, tenantID, *cursor); err != nil {
 			return PullResult{}, err
 		}
 	}
@@ -68,7 +68,7 @@ func (e *Engine) Pull(ctx context.Context, tenantID string, c *collections.Colle
 	if len(docs) > 0 {
 		after = docs[len(docs)-1].Change
 	}
-	return PullResult{Documents: docs, Cursor: EncodeCursor(c, after)}, nil
+	return PullResult{Documents: docs, Cursor: EncodeCursor(c, tenantID, after)}, nil
 }
 
 // PushRow is one document a client pushes: the state it wants and the
