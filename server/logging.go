@@ -1,10 +1,13 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
 )
@@ -62,7 +65,8 @@ func withRequestLogging(base *slog.Logger, next http.Handler) http.Handler {
 }
 
 // statusRecorder remembers the status code for the access log. It forwards
-// Flush and Hijack (through Unwrap) so streaming and websockets still work.
+// Flush and Hijack (gorilla/websocket asserts http.Hijacker directly) so
+// streaming and websockets still work.
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
@@ -79,4 +83,13 @@ func (s *statusRecorder) Flush() {
 	if f, ok := s.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
+}
+
+func (s *statusRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	h, ok := s.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("response writer cannot be hijacked")
+	}
+	s.status = http.StatusSwitchingProtocols
+	return h.Hijack()
 }

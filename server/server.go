@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler"
@@ -46,6 +47,10 @@ type Config struct {
 	// origin (dev mode). Credentials are never allowed: auth is a bearer token.
 	AllowedOrigins []string
 
+	// WebsocketPing is the keep-alive interval of websocket connections;
+	// a graphql-transport-ws peer that misses two pongs is dropped (default 20s).
+	WebsocketPing time.Duration
+
 	MaxBodyBytes    int64 // default 16 MiB
 	MaxDepth        int   // default 15
 	ComplexityLimit int   // default 5000
@@ -64,6 +69,9 @@ func (c Config) withDefaults() Config {
 	if c.ComplexityLimit == 0 {
 		c.ComplexityLimit = 5000
 	}
+	if c.WebsocketPing == 0 {
+		c.WebsocketPing = 20 * time.Second
+	}
 	return c
 }
 
@@ -73,6 +81,8 @@ func (c Config) withDefaults() Config {
 func NewGraphQL(cfg Config) *handler.Server {
 	cfg = cfg.withDefaults()
 	srv := handler.New(cfg.Schema)
+	// The websocket transport first: it claims upgrade requests.
+	srv.AddTransport(websocketTransport(cfg))
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
@@ -82,6 +92,7 @@ func NewGraphQL(cfg Config) *handler.Server {
 	}
 	srv.Use(newDepthLimit(cfg.MaxDepth))
 	srv.Use(extension.FixedComplexityLimit(cfg.ComplexityLimit))
+	srv.AroundOperations(authenticateSubscriptions(cfg.Verifier, cfg.Logger))
 	srv.AroundFields(classifyFieldErrors)
 	srv.SetErrorPresenter(presentError(cfg.Logger))
 	srv.SetRecoverFunc(recoverPanic(cfg.Logger))
@@ -94,7 +105,7 @@ func New(cfg Config) http.Handler {
 	gql := NewGraphQL(cfg)
 
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", cfg.Verifier.Middleware(limitBody(cfg.MaxBodyBytes, gql), auth.MiddlewareOptions{}))
+	mux.Handle("/graphql", withWebsocketSlot(cfg.Verifier.Middleware(limitBody(cfg.MaxBodyBytes, gql), auth.MiddlewareOptions{})))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

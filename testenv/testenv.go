@@ -4,15 +4,18 @@
 package testenv
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/tidemark/tidemark/auth"
+	"github.com/tidemark/tidemark/collections"
 	"github.com/tidemark/tidemark/db"
 	"github.com/tidemark/tidemark/db/dbtest"
 	"github.com/tidemark/tidemark/graph"
+	"github.com/tidemark/tidemark/livesync"
 	"github.com/tidemark/tidemark/resolvers"
 	"github.com/tidemark/tidemark/server"
 	"github.com/tidemark/tidemark/syncengine"
@@ -25,25 +28,40 @@ var Secret = []byte("testenv-secret-testenv-secret-0123456789")
 type Env struct {
 	DB      *db.DB
 	Sync    *syncengine.Engine
+	Live    *livesync.Hub
 	Handler http.Handler
 }
 
 // Options adjust the environment; the zero value is the production default.
 type Options struct {
-	Pool   db.PoolConfig
-	Server server.Config // Schema, Verifier and Ready are filled in
+	Pool         db.PoolConfig
+	Server       server.Config // Schema, Verifier and Ready are filled in
+	StreamBuffer int           // events a stream subscriber may have waiting (default 16)
+	// DB, if set, is used instead of a fresh database: two environments on
+	// one DB are two server instances of one deployment.
+	DB *db.DB
 }
 
 // New returns an environment on a fresh database.
 func New(tb testing.TB, opts Options) *Env {
 	tb.Helper()
-	d := dbtest.Open(tb, opts.Pool)
+	d := opts.DB
+	if d == nil {
+		d = dbtest.Open(tb, opts.Pool)
+	}
 	engine := syncengine.New(d)
+	hub := livesync.New(d, livesync.Options{})
+	engine.OnCommit(func(tenantID string, c *collections.Collection, head int64, _ []collections.Document) {
+		hub.Notify(tenantID, c, head)
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	go livesync.PollingNotifier{Heads: d, Interval: 50 * time.Millisecond}.Run(ctx, hub)
+	tb.Cleanup(func() { cancel(); hub.Close() })
 	cfg := opts.Server
-	cfg.Schema = graph.NewExecutableSchema(graph.Config{Resolvers: &resolvers.Resolver{Sync: engine}})
+	cfg.Schema = graph.NewExecutableSchema(graph.Config{Resolvers: &resolvers.Resolver{Sync: engine, Live: hub, StreamBuffer: opts.StreamBuffer}})
 	cfg.Verifier = auth.NewVerifier(Secret)
 	cfg.Ready = d.CheckSchema
-	return &Env{DB: d, Sync: engine, Handler: server.New(cfg)}
+	return &Env{DB: d, Sync: engine, Live: hub, Handler: server.New(cfg)}
 }
 
 // Token returns a bearer token (without "Bearer ") for the identity.

@@ -92,6 +92,11 @@ type Implementation struct {
 	// that times out closes the connection. 0 means DefaultWriteTimeout, a
 	// negative value means no bound.
 	WriteTimeout time.Duration
+
+	// OnAccept, if set, sees every accepted connection with its request,
+	// so the server can close it later with a code of its own choosing
+	// (gqlgen itself only closes with 1000 when a connection's context ends).
+	OnAccept func(r *http.Request, c transport.WebsocketConn)
 }
 
 var _ transport.WebsocketImplementation = Implementation{}
@@ -145,6 +150,9 @@ func (i Implementation) Accept(w http.ResponseWriter, r *http.Request, opts tran
 		}
 		time.AfterFunc(grace, c.closeAbandoned)
 	})
+	if i.OnAccept != nil {
+		i.OnAccept(r, c)
+	}
 	return c, nil
 }
 

@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/auth"
+	"github.com/tidemark/tidemark/collections"
 	"github.com/tidemark/tidemark/db"
 	"github.com/tidemark/tidemark/graph"
+	"github.com/tidemark/tidemark/livesync"
 	"github.com/tidemark/tidemark/pgcluster"
 	"github.com/tidemark/tidemark/resolvers"
 	"github.com/tidemark/tidemark/server"
@@ -34,9 +36,13 @@ type Main struct {
 
 	cluster  *pgcluster.Cluster
 	db       *db.DB
+	hub      *livesync.Hub
 	listener net.Listener
 	http     *http.Server
 	serveErr chan error
+
+	background     context.Context
+	stopBackground context.CancelFunc
 
 	// DevToken is the token logged in dev mode (empty otherwise).
 	DevToken string
@@ -76,7 +82,15 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 
 	engine := syncengine.New(m.db)
-	schema := graph.NewExecutableSchema(graph.Config{Resolvers: &resolvers.Resolver{Sync: engine}})
+	m.hub = livesync.New(m.db, livesync.Options{Logger: m.Log})
+	engine.OnCommit(func(tenantID string, c *collections.Collection, head int64, _ []collections.Document) {
+		m.hub.Notify(tenantID, c, head)
+	})
+	// Websockets and the poller live until Close cancels this context;
+	// closing it ends every websocket, so clients reconnect elsewhere.
+	m.background, m.stopBackground = context.WithCancel(context.WithoutCancel(ctx))
+	go livesync.PollingNotifier{Heads: m.db, Interval: m.Config.PollInterval, Logger: m.Log}.Run(m.background, m.hub)
+	schema := graph.NewExecutableSchema(graph.Config{Resolvers: &resolvers.Resolver{Sync: engine, Live: m.hub}})
 	handler := server.New(server.Config{
 		Schema:          schema,
 		Verifier:        auth.NewVerifier(secret),
@@ -99,6 +113,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(m.Log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return m.background },
 	}
 	m.serveErr = make(chan error, 1)
 	go func() { m.serveErr <- m.http.Serve(m.listener) }()
@@ -210,6 +225,14 @@ func (m *Main) Close(ctx context.Context) error {
 			m.http.Close()
 		}
 		cancel()
+	}
+	if m.stopBackground != nil {
+		// Hijacked websockets outlive http.Server.Shutdown; ending their
+		// base context closes them, so clients reconnect to another instance.
+		m.stopBackground()
+	}
+	if m.hub != nil {
+		m.hub.Close()
 	}
 	if m.db != nil {
 		m.db.Close()

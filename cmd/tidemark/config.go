@@ -25,6 +25,7 @@ type Config struct {
 	DBMaxConns      int
 	MaxBodyBytes    int64
 	ShutdownTimeout time.Duration
+	PollInterval    time.Duration // how often live sync looks for other instances' commits
 }
 
 // minSecretLen is the shortest JWT secret accepted: HS256 wants at least
@@ -55,6 +56,9 @@ func (c Config) withDefaults() Config {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 15 * time.Second
 	}
+	if c.PollInterval == 0 {
+		c.PollInterval = 200 * time.Millisecond
+	}
 	return c
 }
 
@@ -69,6 +73,9 @@ func (c Config) validate() error {
 	}
 	if c.MaxBodyBytes < 1024 {
 		errs = append(errs, fmt.Errorf("TIDEMARK_MAX_BODY_BYTES must be at least 1024 (got %d)", c.MaxBodyBytes))
+	}
+	if c.PollInterval < 10*time.Millisecond {
+		errs = append(errs, fmt.Errorf("TIDEMARK_POLL_INTERVAL must be at least 10ms (got %s)", c.PollInterval))
 	}
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("TIDEMARK_SHUTDOWN_TIMEOUT must not be negative"))
