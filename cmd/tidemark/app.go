@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"time"
@@ -39,6 +40,7 @@ type Main struct {
 	hub      *livesync.Hub
 	listener net.Listener
 	http     *http.Server
+	debug    *http.Server
 	serveErr chan error
 
 	background     context.Context
@@ -117,12 +119,35 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.serveErr = make(chan error, 1)
 	go func() { m.serveErr <- m.http.Serve(m.listener) }()
+	if m.Config.DebugAddr != "" {
+		if err := m.serveDebug(); err != nil {
+			return err
+		}
+	}
 
 	m.Log.Info("tidemark is serving", "addr", m.Addr(), "playground", "http://"+browsable(m.Addr())+"/",
 		"dev_mode", m.Config.DevMode(), "dialect", m.db.Dialect.String())
 	if m.DevToken != "" {
 		m.Log.Info("dev mode: use this token (tenant "+devTenant+", user "+devUser+")", "authorization", "Bearer "+m.DevToken)
 	}
+	return nil
+}
+
+// serveDebug serves Go's profiler on its own listener, never on the public
+// one: profiles reveal internals and cost CPU.
+func (m *Main) serveDebug() error {
+	ln, err := net.Listen("tcp", m.Config.DebugAddr)
+	if err != nil {
+		return fmt.Errorf("debug listener on %s: %w", m.Config.DebugAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	m.debug = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go m.debug.Serve(ln)
+	m.Log.Info("debug listener serving /debug/pprof", "addr", ln.Addr().String())
 	return nil
 }
 
@@ -225,6 +250,9 @@ func (m *Main) Close(ctx context.Context) error {
 			m.http.Close()
 		}
 		cancel()
+	}
+	if m.debug != nil {
+		m.debug.Close()
 	}
 	if m.stopBackground != nil {
 		// Hijacked websockets outlive http.Server.Shutdown; ending their

@@ -15,44 +15,104 @@ import (
 	"github.com/tidemark/tidemark/loadtest"
 )
 
-// bench runs a load test against a running Tidemark: `tidemark bench sync`.
+// bench runs a load test against a running Tidemark:
+// `tidemark bench sync` or `tidemark bench stream`.
 func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "sync" {
-		return errors.New("usage: tidemark bench sync [flags]")
+	if len(args) == 0 {
+		return errors.New("usage: tidemark bench sync|stream [flags]")
 	}
+	switch args[0] {
+	case "sync":
+		return benchSync(ctx, args[1:], stdout, stderr)
+	case "stream":
+		return benchStream(ctx, args[1:], stdout, stderr)
+	}
+	return fmt.Errorf("unknown benchmark %q (want sync or stream)", args[0])
+}
+
+// benchTarget is the server a benchmark talks to and how it signs tokens.
+type benchTarget struct {
+	url, secret, dataDir string
+}
+
+func (b *benchTarget) bind(fs *flag.FlagSet) {
+	fs.StringVar(&b.url, "url", "http://127.0.0.1:8080/graphql", "GraphQL endpoint of a running Tidemark")
+	fs.StringVar(&b.secret, "jwt-secret", env("TIDEMARK_JWT_SECRET", ""), "secret to sign the bench tokens; empty uses the dev secret of --data-dir")
+	fs.StringVar(&b.dataDir, "data-dir", env("TIDEMARK_DATA_DIR", "./tidemark-data"), "data folder holding the dev secret")
+}
+
+// signer returns a function making a token for a tenant.
+func (b *benchTarget) signer() (func(tenant string) string, error) {
+	key := []byte(b.secret)
+	if len(key) == 0 {
+		k, err := os.ReadFile(filepath.Join(b.dataDir, devSecretFile))
+		if err != nil {
+			return nil, errors.New("bench: set TIDEMARK_JWT_SECRET to the server's secret, or run against a dev-mode server's --data-dir")
+		}
+		key = k
+	}
+	return func(tenant string) string {
+		tok, err := auth.Issue(key, tenant, "bench", 2*time.Hour, time.Now())
+		if err != nil {
+			panic(err) // only for an empty tenant, which the benchmarks never use
+		}
+		return tok
+	}, nil
+}
+
+func (b *benchTarget) client() *loadtest.Client {
+	return &loadtest.Client{URL: b.url, HTTP: &http.Client{
+		Timeout:   time.Minute,
+		Transport: &http.Transport{MaxIdleConnsPerHost: 64},
+	}}
+}
+
+func benchStream(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tidemark bench stream", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var target benchTarget
+	target.bind(fs)
+	var cfg loadtest.StreamConfig
+	fs.IntVar(&cfg.Subscribers, "subscribers", 1000, "websocket subscriptions to open")
+	fs.IntVar(&cfg.Tenants, "tenants", 1, "tenants the subscribers are spread over (1: every push reaches every subscriber)")
+	fs.Float64Var(&cfg.Rate, "rate", 20, "pushes per second")
+	fs.DurationVar(&cfg.Duration, "duration", 20*time.Second, "how long to push")
+	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "server process id, to report its memory per connection")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	sign, err := target.signer()
+	if err != nil {
+		return err
+	}
+	rep, err := loadtest.Stream(ctx, target.client(), sign, cfg)
+	fmt.Fprintf(stdout, "%d subscribers over %d tenant(s), %.0f pushes/s for %s\n%s\n", cfg.Subscribers, cfg.Tenants, cfg.Rate, cfg.Duration, rep)
+	return err
+}
+
+func benchSync(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("tidemark bench sync", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	url := fs.String("url", "http://127.0.0.1:8080/graphql", "GraphQL endpoint of a running Tidemark")
+	var target benchTarget
+	target.bind(fs)
 	tenant := fs.String("tenant", "", "tenant to write into (default: a new one per run, so the pull counts only this run)")
-	secret := fs.String("jwt-secret", env("TIDEMARK_JWT_SECRET", ""), "secret to sign the bench token; empty uses the dev secret of --data-dir")
-	dataDir := fs.String("data-dir", env("TIDEMARK_DATA_DIR", "./tidemark-data"), "data folder holding the dev secret")
 	var cfg loadtest.SyncConfig
 	fs.IntVar(&cfg.Documents, "docs", 100_000, "work orders to push and pull")
 	fs.IntVar(&cfg.PushBatch, "push-batch", 100, "rows per push")
 	fs.IntVar(&cfg.PushClients, "push-clients", 4, "concurrent pushers")
 	fs.IntVar(&cfg.PullLimit, "pull-limit", 1000, "documents per pull page")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	key := []byte(*secret)
-	if len(key) == 0 {
-		b, err := os.ReadFile(filepath.Join(*dataDir, devSecretFile))
-		if err != nil {
-			return errors.New("bench: set TIDEMARK_JWT_SECRET to the server's secret, or run against a dev-mode server's --data-dir")
-		}
-		key = b
+	sign, err := target.signer()
+	if err != nil {
+		return err
 	}
 	if *tenant == "" {
 		*tenant = fmt.Sprintf("bench-%d", time.Now().UnixNano())
 	}
-	tok, err := auth.Issue(key, *tenant, "bench", 2*time.Hour, time.Now())
-	if err != nil {
-		return err
-	}
-	client := &loadtest.Client{URL: *url, Token: tok, HTTP: &http.Client{
-		Timeout:   time.Minute,
-		Transport: &http.Transport{MaxIdleConnsPerHost: 64},
-	}}
+	client := target.client()
+	client.Token = sign(*tenant)
 	rep, err := loadtest.Sync(ctx, client, cfg)
 	if err != nil {
 		return err

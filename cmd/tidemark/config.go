@@ -26,6 +26,7 @@ type Config struct {
 	MaxBodyBytes    int64
 	ShutdownTimeout time.Duration
 	PollInterval    time.Duration // how often live sync looks for other instances' commits
+	DebugAddr       string        // if set, a separate listener serves /debug/pprof
 }
 
 // minSecretLen is the shortest JWT secret accepted: HS256 wants at least
@@ -128,6 +129,8 @@ func bindConfig(fs *flag.FlagSet, c *Config) error {
 	fs.IntVar(&c.DBMaxConns, "db-max-conns", errs.int("TIDEMARK_DB_MAX_CONNS", 16), "database pool size (TIDEMARK_DB_MAX_CONNS)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", int64(errs.int("TIDEMARK_MAX_BODY_BYTES", 16<<20)), "largest request body accepted (TIDEMARK_MAX_BODY_BYTES)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", errs.duration("TIDEMARK_SHUTDOWN_TIMEOUT", 15*time.Second), "how long shutdown waits for requests in flight (TIDEMARK_SHUTDOWN_TIMEOUT)")
+	fs.DurationVar(&c.PollInterval, "poll-interval", errs.duration("TIDEMARK_POLL_INTERVAL", 200*time.Millisecond), "how often live sync checks the database for other instances' changes (TIDEMARK_POLL_INTERVAL)")
+	fs.StringVar(&c.DebugAddr, "debug-addr", env("TIDEMARK_DEBUG_ADDR", ""), "if set, serve Go's /debug/pprof profiles on this separate address, e.g. 127.0.0.1:6060 (TIDEMARK_DEBUG_ADDR)")
 	return errors.Join(errs...)
 }
 

@@ -3,7 +3,7 @@
 //	tidemark [serve]     run the server (the default command)
 //	tidemark migrate     bring the database schema up to date
 //	tidemark token       print a signed bearer token
-//	tidemark bench sync  measure push and pull throughput of a running server
+//	tidemark bench sync|stream   measure a running server (docs/benchmarks.md)
 //
 // Every setting has a flag and a TIDEMARK_* environment variable; run a
 // command with -h to list them.
