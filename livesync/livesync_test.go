@@ -50,7 +50,7 @@ func newInstance(t *testing.T, d *db.DB, poll time.Duration) *instance {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	if poll > 0 {
-		go livesync.PollingNotifier{Heads: d, Interval: poll}.Run(ctx, hub)
+		go livesync.PollingNotifier{Heads: d, Listeners: []livesync.HeadListener{hub}, Interval: poll}.Run(ctx)
 	}
 	t.Cleanup(func() { cancel(); hub.Close() })
 	return &instance{engine: engine, hub: hub, store: store}

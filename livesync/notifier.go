@@ -8,12 +8,22 @@ import (
 	"github.com/tidemark/tidemark/collections"
 )
 
-// Notifier tells the hub of changes committed by other instances. The
-// portable one polls the change counters; a CockroachDB changefeed or a
-// PostgreSQL LISTEN wake-up can take its place behind the same interface.
+// Notifier tells listeners (the live-sync hub, the document cache) of
+// changes committed by other instances. The portable one polls the change
+// counters; a CockroachDB changefeed or a PostgreSQL LISTEN wake-up can take
+// its place behind the same interface.
 type Notifier interface {
-	// Run feeds hub until ctx ends.
-	Run(ctx context.Context, hub *Hub)
+	// Run feeds the listeners until ctx ends.
+	Run(ctx context.Context)
+}
+
+// HeadListener wants to know when the heads of its tenants' scopes move.
+// Hub is one.
+type HeadListener interface {
+	// Tenants lists the tenants whose scopes the listener cares about now.
+	Tenants() []string
+	// Notify says a scope's head is now at least head. It must not block.
+	Notify(tenantID string, c *collections.Collection, head int64)
 }
 
 // HeadReader reads the change heads of tenants in one query.
@@ -25,13 +35,14 @@ type HeadReader interface {
 // local subscribers on a short interval: one cheap, batched query per tick,
 // whatever the number of subscribers.
 type PollingNotifier struct {
-	Heads    HeadReader
-	Interval time.Duration // default 200ms
-	Logger   *slog.Logger
+	Heads     HeadReader
+	Listeners []HeadListener
+	Interval  time.Duration // default 200ms
+	Logger    *slog.Logger
 }
 
 // Run polls until ctx ends.
-func (p PollingNotifier) Run(ctx context.Context, hub *Hub) {
+func (p PollingNotifier) Run(ctx context.Context) {
 	interval := p.Interval
 	if interval == 0 {
 		interval = 200 * time.Millisecond
@@ -48,7 +59,16 @@ func (p PollingNotifier) Run(ctx context.Context, hub *Hub) {
 			return
 		case <-t.C:
 		}
-		tenants := hub.Tenants()
+		seen := map[string]bool{}
+		var tenants []string
+		for _, l := range p.Listeners {
+			for _, t := range l.Tenants() {
+				if !seen[t] {
+					seen[t] = true
+					tenants = append(tenants, t)
+				}
+			}
+		}
 		if len(tenants) == 0 {
 			continue
 		}
@@ -60,8 +80,12 @@ func (p PollingNotifier) Run(ctx context.Context, hub *Hub) {
 			continue
 		}
 		for _, h := range heads {
-			if c, ok := collections.ByName(h.Collection); ok {
-				hub.Notify(h.TenantID, c, h.Change)
+			c, ok := collections.ByName(h.Collection)
+			if !ok {
+				continue
+			}
+			for _, l := range p.Listeners {
+				l.Notify(h.TenantID, c, h.Change)
 			}
 		}
 	}

@@ -55,7 +55,7 @@ func New(tb testing.TB, opts Options) *Env {
 		hub.Notify(tenantID, c, head)
 	})
 	ctx, cancel := context.WithCancel(context.Background())
-	go livesync.PollingNotifier{Heads: d, Interval: 50 * time.Millisecond}.Run(ctx, hub)
+	go livesync.PollingNotifier{Heads: d, Listeners: []livesync.HeadListener{hub}, Interval: 50 * time.Millisecond}.Run(ctx)
 	tb.Cleanup(func() { cancel(); hub.Close() })
 	cfg := opts.Server
 	cfg.Schema = graph.NewExecutableSchema(graph.Config{Resolvers: &resolvers.Resolver{Sync: engine, Live: hub, StreamBuffer: opts.StreamBuffer}})

@@ -91,7 +91,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	// Websockets and the poller live until Close cancels this context;
 	// closing it ends every websocket, so clients reconnect elsewhere.
 	m.background, m.stopBackground = context.WithCancel(context.WithoutCancel(ctx))
-	go livesync.PollingNotifier{Heads: m.db, Interval: m.Config.PollInterval, Logger: m.Log}.Run(m.background, m.hub)
+	go livesync.PollingNotifier{Heads: m.db, Listeners: []livesync.HeadListener{m.hub}, Interval: m.Config.PollInterval, Logger: m.Log}.Run(m.background)
 	schema := graph.NewExecutableSchema(graph.Config{Resolvers: &resolvers.Resolver{Sync: engine, Live: m.hub}})
 	handler := server.New(server.Config{
 		Schema:          schema,
