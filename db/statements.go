@@ -111,6 +111,7 @@ func Statements() ([]string, error) {
 	for _, c := range collections.All() {
 		s := statementsFor(c)
 		out = append(out, s.byIDs, s.changes, s.upsert)
+		out = append(out, listStatementShapes(c)...)
 	}
 	return out, nil
 }

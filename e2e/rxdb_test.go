@@ -8,7 +8,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,7 +37,13 @@ func TestRxDB(t *testing.T) {
 	}
 
 	secret := randomHex(t, 20) // 40 characters
-	srv := startServer(t, secret)
+	bin, serverEnv := buildAndMigrate(t, secret)
+	// Two instances on one database: the tests may stop the first one and
+	// start it again (on the same address); the second one stays up.
+	first := startInstance(t, "first", bin, serverEnv)
+	second := startInstance(t, "second", bin, serverEnv)
+	control := httptest.NewServer(controlHandler(t, first, []byte(secret)))
+	t.Cleanup(control.Close)
 	installNodeModules(t)
 
 	token := func(tenant, user string) string {
@@ -46,7 +54,9 @@ func TestRxDB(t *testing.T) {
 		return tok
 	}
 	env := append(os.Environ(),
-		"TIDEMARK_URL="+srv.url+"/graphql",
+		"TIDEMARK_URL="+first.url()+"/graphql",
+		"TIDEMARK_SECOND_URL="+second.url()+"/graphql",
+		"TIDEMARK_CONTROL_URL="+control.URL,
 		"TIDEMARK_TOKEN_A="+token("tenant-1", "user-a"),
 		"TIDEMARK_TOKEN_B="+token("tenant-1", "user-b"),
 		"TIDEMARK_TOKEN_OTHER="+token("tenant-2", "user-c"),
@@ -57,7 +67,8 @@ func TestRxDB(t *testing.T) {
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no test/*.test.mjs files (%v)", err)
 	}
-	// One file at a time: the suites share the server and its tenants.
+	// One file at a time: the suites share the servers and their tenants,
+	// and one of them restarts the first server.
 	args := append([]string{"--test", "--test-reporter=spec", "--test-concurrency=1"}, files...)
 	cmd := exec.CommandContext(ctx, "node", args...)
 	cmd.Env = env
@@ -73,29 +84,23 @@ func TestRxDB(t *testing.T) {
 	}
 }
 
-type server struct {
-	url string
-}
-
-// startServer builds the tidemark binary, migrates a fresh database and
-// serves it on a free loopback port until the test ends.
-func startServer(t *testing.T, secret string) *server {
+// buildAndMigrate builds the tidemark binary, makes a fresh database and
+// migrates it. It returns the binary and the environment to serve with.
+func buildAndMigrate(t *testing.T, secret string) (bin string, env []string) {
 	t.Helper()
 	root, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(t.TempDir(), "tidemark")
+	bin = filepath.Join(t.TempDir(), "tidemark")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/tidemark")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/tidemark: %v\n%s", err, out)
 	}
-
-	env := append(os.Environ(),
+	env = append(os.Environ(),
 		"TIDEMARK_DATABASE_URL="+dbtest.URL(t),
 		"TIDEMARK_JWT_SECRET="+secret,
-		"TIDEMARK_ADDR=127.0.0.1:0",
 		"TIDEMARK_LOG_FORMAT=json",
 		"TIDEMARK_DATA_DIR="+t.TempDir(),
 	)
@@ -104,57 +109,162 @@ func startServer(t *testing.T, secret string) *server {
 	if out, err := migrate.CombinedOutput(); err != nil {
 		t.Fatalf("tidemark migrate: %v\n%s", err, out)
 	}
+	return bin, env
+}
 
-	log := newServerLog()
-	cmd := exec.Command(bin, "serve")
-	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start tidemark: %v", err)
+// instance is one `tidemark serve` process, which can be stopped and
+// started again on the same address.
+type instance struct {
+	name string
+	bin  string
+	env  []string
+
+	mu   sync.Mutex
+	addr string   // 127.0.0.1:0 until the first run has a port
+	proc *process // nil while stopped
+	logs []*serverLog
+}
+
+type process struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+	err    error // of Wait, once exited is closed
+}
+
+// startInstance serves on a free loopback port until the test ends.
+func startInstance(t *testing.T, name, bin string, env []string) *instance {
+	t.Helper()
+	s := &instance{name: name, bin: bin, env: env, addr: "127.0.0.1:0"}
+	if err := s.start(); err != nil {
+		t.Fatal(err)
 	}
-	exited := make(chan struct{})
-	var waitErr error
-	go func() { waitErr = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
-		select {
-		case <-exited:
-		default:
-			_ = cmd.Process.Signal(os.Interrupt)
-			select {
-			case <-exited:
-			case <-time.After(20 * time.Second):
-				_ = cmd.Process.Kill()
-				<-exited
-			}
+		if err := s.stop(); err != nil {
+			t.Log(err)
 		}
 		if t.Failed() {
-			t.Logf("server log:\n%s", log.String())
+			for i, log := range s.logs {
+				t.Logf("server log of the %s instance, run %d:\n%s", s.name, i+1, log.String())
+			}
 		}
 	})
+	return s
+}
 
-	var addr string
-	select {
-	case addr = <-log.serving:
-	case <-exited:
-		t.Fatalf("tidemark exited before serving: %v", waitErr)
-	case <-time.After(60 * time.Second):
-		t.Fatal("tidemark did not start serving within 60s")
+func (s *instance) url() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return "http://" + s.addr
+}
+
+// start starts the process, on the address of the previous run if there was
+// one, and returns once it answers GET /readyz.
+func (s *instance) start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc != nil {
+		return fmt.Errorf("the %s instance is already running", s.name)
 	}
-	s := &server{url: "http://" + addr}
+	log := newServerLog()
+	p := &process{cmd: exec.Command(s.bin, "serve"), exited: make(chan struct{})}
+	p.cmd.Env = append(append([]string{}, s.env...), "TIDEMARK_ADDR="+s.addr)
+	p.cmd.Stdout, p.cmd.Stderr = log, log
+	if err := p.cmd.Start(); err != nil {
+		return fmt.Errorf("start the %s instance: %w", s.name, err)
+	}
+	s.logs = append(s.logs, log)
+	go func() { p.err = p.cmd.Wait(); close(p.exited) }()
+	s.proc = p
+
+	select {
+	case s.addr = <-log.serving:
+	case <-p.exited:
+		s.proc = nil
+		return fmt.Errorf("the %s instance exited before serving: %v", s.name, p.err)
+	case <-time.After(60 * time.Second):
+		return fmt.Errorf("the %s instance did not start serving within 60s", s.name)
+	}
+	url := "http://" + s.addr + "/readyz"
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		res, err := http.Get(s.url + "/readyz")
+		res, err := http.Get(url)
 		if err == nil {
 			res.Body.Close()
 			if res.StatusCode == http.StatusOK {
-				return s
+				return nil
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("GET /readyz did not answer 200 within 30s (last: %v)", describe(res, err))
+			return fmt.Errorf("GET %s did not answer 200 within 30s (last: %v)", url, describe(res, err))
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// stop interrupts the process, as an orchestrator does, and waits for it to
+// exit (killing it after 20s).
+func (s *instance) stop() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.proc
+	if p == nil {
+		return nil
+	}
+	s.proc = nil
+	select {
+	case <-p.exited:
+		return fmt.Errorf("the %s instance had exited: %v", s.name, p.err)
+	default:
+	}
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.exited:
+		return nil
+	case <-time.After(20 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+		return fmt.Errorf("the %s instance did not stop within 20s of an interrupt", s.name)
+	}
+}
+
+// controlHandler lets the Node suites do what only the harness can:
+//
+//	POST /stop                         stop the first instance
+//	POST /start                        start it again on the same address
+//	POST /token?tenant=&user=&ttl=2s   a token with a short life
+func controlHandler(t *testing.T, first *instance, secret []byte) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /stop", func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		if err := first.stop(); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		t.Logf("control: stopped the first instance in %s", time.Since(start).Round(time.Millisecond))
+	})
+	mux.HandleFunc("POST /start", func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		if err := first.start(); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		t.Logf("control: started the first instance again in %s", time.Since(start).Round(time.Millisecond))
+	})
+	mux.HandleFunc("POST /token", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		ttl, err := time.ParseDuration(q.Get("ttl"))
+		if err != nil {
+			http.Error(w, "ttl: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		tok, err := auth.Issue(secret, q.Get("tenant"), q.Get("user"), ttl, time.Now())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		fmt.Fprint(w, tok)
+	})
+	return mux
 }
 
 func describe(res *http.Response, err error) string {

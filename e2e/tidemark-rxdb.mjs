@@ -1,6 +1,7 @@
 // A complete RxDB client setup for Tidemark: the schemas of the four synced
 // collections and replicateTidemark(), which replicates one RxDB collection
-// with the server's pull/push GraphQL API.
+// with the server's pull/push GraphQL API and, while live, its stream
+// subscriptions over a websocket.
 //
 //   import { addRxPlugin, createRxDatabase } from 'rxdb';
 //   import { getRxStorageMemory } from 'rxdb/plugins/storage-memory';
@@ -24,8 +25,49 @@
 // Documents carry two fields the server sets: updatedAt on all of them and
 // authorId on notes. A client leaves them out when it creates a document and
 // sends them back unchanged afterwards; the server ignores them on input.
+//
+// Live pulls (RxDB 17.6's replicateGraphQL, as read in its source):
+//
+// - RxDB keeps one graphql-ws client per websocket URL in a JavaScript
+//   process and shares it among all replications with that URL, so the four
+//   collections of an app use one connection. Each replication adds its own
+//   subscription (streamWorkOrders, ...) to it. The connection connects
+//   lazily, with the first subscription, and closes when the last
+//   replication using it is cancelled.
+// - Every time the socket connects (the first time and after each
+//   reconnect), RxDB runs a RESYNC: it pulls over HTTP from its checkpoint,
+//   so whatever changed while the socket was down arrives without a
+//   reSync() from the app.
+// - Each stream event is a pull bulk whose checkpoint RxDB takes as its
+//   own; the server makes each event start where the one before ended.
+// - Close codes: the server closes with 4403 when the token of the
+//   connection or of a subscription expires (or connection_init carried a
+//   bad one), and with 1013 when it drops a subscriber that fell behind or
+//   cannot read changes; on shutdown the connection just ends. graphql-ws,
+//   as RxDB configures it, reconnects after all of these; a reconnect
+//   authenticates with the replication's current headers (see below) and
+//   is followed by the RESYNC above. RxDB itself sets no limit on tries,
+//   but graphql-ws gives up after retryAttempts (5 by default) failed
+//   reconnects in a row, after which the stream is dead for good, so
+//   replicateTidemark retries forever with a capped backoff instead.
+// - Auth: RxDB sends no connection_init payload unless pull.includeWsHeaders
+//   is set, and then the headers as they were when the replication started
+//   ({"headers": {"Authorization": ...}}), never the ones given later with
+//   setHeaders(). replicateTidemark instead reads the replication's current
+//   Authorization each time it connects, and also puts it in the
+//   subscription's `headers` argument (read each time the subscription is
+//   sent), so a token refreshed with setHeaders() is used on the next
+//   reconnect, and each subscription runs as its own replication's user
+//   even on a connection another replication opened.
+// - An error message on a subscription (say the server refused its token)
+//   ends that replication's live pulls for good: RxDB reports it on error$
+//   and does not subscribe again; pushes and reSync() keep working. Refresh
+//   tokens before they expire: the server closes the connection at expiry
+//   and the reconnect must carry a valid token.
+// - Signed-in accounts: one account per websocket URL per process. To run
+//   several at once, give each its own wsUrl (any query string will do).
 
-import { replicateGraphQL } from 'rxdb/plugins/replication-graphql';
+import { GRAPHQL_WEBSOCKET_BY_URL, replicateGraphQL } from 'rxdb/plugins/replication-graphql';
 
 const idProperty = { type: 'string', maxLength: 128 };
 // Set by the server on every accepted write (RFC 3339, microseconds).
@@ -150,20 +192,42 @@ export function pushMutation(type) {
 }
 
 /**
+ * The stream subscription of a type: live changes, each event shaped like a
+ * pull bulk. $headers authenticates this one subscription.
+ */
+export function streamSubscription(type) {
+  return `subscription Stream${type}s($headers: StreamHeaders) {
+  stream${type}s(headers: $headers) {
+    documents { ${documentFields(type)} }
+    checkpoint { cursor }
+  }
+}`;
+}
+
+/**
  * Replicates an RxDB collection with a Tidemark server.
  *
  * options:
  *   url        the GraphQL endpoint, e.g. http://localhost:8080/graphql (required)
  *   token      bearer token; when it expires, give the replication a new one with
- *              replication.setHeaders({ Authorization: `Bearer ${token}` });
- *              failed requests are retried (every retryTime ms) with it
+ *              replication.setHeaders({ Authorization: `Bearer ${token}` }):
+ *              failed requests are retried (every retryTime ms) with it, and
+ *              the websocket uses it from its next (re)connect
  *   type       GraphQL type (Site, WorkOrder, ChecklistItem, Note); by default
  *              taken from the collection's name as in tidemarkCollections
  *   batchSize  documents per pull request and rows per push request (server
  *              maximum 1000); default 200
- *   live       keep pushing local writes as they happen (default true); pulls
- *              happen at start and on replication.reSync()
- *   pull, push set to false for a one-way replication
+ *   live       keep replicating (default true): local writes are pushed as
+ *              they happen and the server's changes arrive over a websocket
+ *              as they are committed; with false, sync once and stop
+ *   wsUrl      the websocket endpoint of the stream subscriptions; by default
+ *              url with ws: for http: (wss: for https:); false to pull only at
+ *              start and on replication.reSync()
+ *   wsOptions  options for graphql-ws's createClient (retryAttempts,
+ *              retryWait, keepAlive, on: {connected, closed, ...}); they apply
+ *              to the connection of wsUrl when this replication opens it
+ *   pull, push false for a one-way replication, or an object of more RxDB
+ *              options for that direction (modifier, responseModifier, ...)
  *   replicationIdentifier  defaults to one per server and type; use a separate
  *              database (or identifier) per signed-in account
  *   any other option (retryTime, waitForLeadership, autoStart, fetch, ...) is
@@ -177,7 +241,10 @@ export function replicateTidemark(collection, options) {
     batchSize = 200,
     pull = true,
     push = true,
+    live = true,
     headers = {},
+    wsUrl = websocketUrl(url),
+    wsOptions = {},
     replicationIdentifier,
     ...rest
   } = options;
@@ -190,14 +257,24 @@ export function replicateTidemark(collection, options) {
   }
   const pullText = pullQuery(type);
   const pushText = pushMutation(type);
-  return replicateGraphQL({
+  const streamText = streamSubscription(type);
+  const streaming = Boolean(pull && live && wsUrl);
+
+  // Read at every (re)connect and every (re)subscribe rather than once, so
+  // that a token given with setHeaders() is the one the websocket sends.
+  let replication;
+  const authorization = () => headerValue(replication?.clientState.headers, 'Authorization');
+
+  replication = replicateGraphQL({
     collection,
-    url: { http: url },
+    url: streaming ? { http: url, ws: wsUrl } : { http: url },
     headers: token ? { ...headers, Authorization: `Bearer ${token}` } : headers,
     replicationIdentifier: replicationIdentifier ?? `tidemark-${type}-${url}`,
     // Tidemark's tombstone field; RxDB maps it to and from _deleted.
     deletedField: 'deleted',
+    live,
     pull: pull && {
+      ...(typeof pull === 'object' && pull),
       // The plugin asks for batchSize documents and the replication takes a
       // shorter page as the end; both read this one number. Always set it:
       // left unset, the two use different defaults (20 and 100) and every
@@ -208,10 +285,37 @@ export function replicateTidemark(collection, options) {
         operationName: `Pull${type}s`,
         variables: { checkpoint: checkpoint ? { cursor: checkpoint.cursor } : null, limit },
       }),
-      // The response is already {documents, checkpoint: {cursor}}.
+      // The response is already {documents, checkpoint: {cursor}}, and so
+      // is each stream event: no responseModifier needed.
       dataPath: ['data', `pull${type}s`],
+      ...(streaming && {
+        // graphql-ws serializes this payload each time it (re)subscribes,
+        // so the getter hands the server the current token every time.
+        streamQueryBuilder: () => ({
+          query: streamText,
+          operationName: `Stream${type}s`,
+          variables: {
+            get headers() {
+              const value = authorization();
+              return value ? { Authorization: value } : null;
+            },
+          },
+        }),
+        wsOptions: {
+          connectionParams: () => {
+            const value = authorization();
+            return value ? { headers: { Authorization: value } } : {};
+          },
+          // RxDB retries on every close, but graphql-ws stops after
+          // retryAttempts failures in a row and then ends the stream.
+          retryAttempts: Infinity,
+          retryWait: reconnectBackoff,
+          ...wsOptions,
+        },
+      }),
     },
     push: push && {
+      ...(typeof push === 'object' && push),
       batchSize,
       // Rows hold exactly the schema's fields plus `deleted`; RxDB strips its
       // own _meta, _rev and _attachments before they get here.
@@ -224,4 +328,65 @@ export function replicateTidemark(collection, options) {
     },
     ...rest,
   });
+
+  if (streaming) {
+    // RxDB's GraphQL start() subscribes and takes a reference on the shared
+    // websocket every time it runs, and cancel() gives back only one. So a
+    // start() after pause() would add a second subscription and keep the
+    // socket open after cancel(). After the first start, resume as the base
+    // replication does: unpause and reSync().
+    const startWithStream = replication.start;
+    const resume = Object.getPrototypeOf(replication).start;
+    let subscribed = false;
+    replication.start = () => {
+      if (subscribed) return resume.call(replication);
+      subscribed = true;
+      const started = startWithStream();
+      guardDispose(wsUrl);
+      return started;
+    };
+  }
+  return replication;
+}
+
+const guarded = new WeakSet();
+
+/**
+ * RxDB disposes of the websocket client when the last replication using it
+ * is cancelled, without handling the promise dispose() returns. That promise
+ * rejects when a connection attempt is under way and then fails (say the
+ * server is down, or refuses the token), which in Node is an unhandled
+ * rejection and ends the process. Nothing is left to do with that failure.
+ */
+function guardDispose(wsUrl) {
+  const client = GRAPHQL_WEBSOCKET_BY_URL.get(wsUrl)?.socket;
+  if (!client || guarded.has(client)) return;
+  guarded.add(client);
+  const dispose = client.dispose.bind(client);
+  client.dispose = () => Promise.resolve(dispose()).catch(() => {});
+}
+
+/** ws: for http:, wss: for https:, keeping host, port, path and query. */
+export function websocketUrl(httpUrl) {
+  if (!httpUrl) return undefined;
+  const u = new URL(httpUrl);
+  if (u.protocol === 'http:') u.protocol = 'ws:';
+  else if (u.protocol === 'https:') u.protocol = 'wss:';
+  return u.toString();
+}
+
+function headerValue(headers, name) {
+  if (!headers) return undefined;
+  const key = Object.keys(headers).find((k) => k.toLowerCase() === name.toLowerCase());
+  return key === undefined ? undefined : headers[key];
+}
+
+/**
+ * Waits before reconnect number `retries` (0 for the first): doubling from
+ * half a second up to half a minute, with jitter so that clients dropped
+ * together do not all come back at once.
+ */
+export async function reconnectBackoff(retries) {
+  const ceiling = Math.min(500 * 2 ** retries, 30_000);
+  await new Promise((resolve) => setTimeout(resolve, ceiling / 2 + Math.random() * (ceiling / 2)));
 }

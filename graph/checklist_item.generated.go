@@ -16,6 +16,10 @@ import (
 
 // region    ************************** generated!.gotpl **************************
 
+type ChecklistItemResolver interface {
+	WorkOrder(ctx context.Context, obj *model.ChecklistItem) (*model.WorkOrder, error)
+}
+
 // endregion ************************** generated!.gotpl **************************
 
 // region    ***************************** args.gotpl *****************************
@@ -183,6 +187,38 @@ func (ec *executionContext) _ChecklistItem_deleted(ctx context.Context, field gr
 }
 func (ec *executionContext) fieldContext_ChecklistItem_deleted(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("ChecklistItem", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _ChecklistItem_workOrder(ctx context.Context, field graphql.CollectedField, obj *model.ChecklistItem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ChecklistItem_workOrder(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ChecklistItem().WorkOrder(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.WorkOrder) graphql.Marshaler {
+			return ec.marshalOWorkOrder2ᚖgithubᚗcomᚋtidemarkᚋtidemarkᚋgraphᚋmodelᚐWorkOrder(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ChecklistItem_workOrder(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ChecklistItem",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_WorkOrder(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _ChecklistItemPullBulk_documents(ctx context.Context, field graphql.CollectedField, obj *model.ChecklistItemPullBulk) (ret graphql.Marshaler) {
@@ -394,7 +430,7 @@ func UnmarshalChecklistItemPushRow(ctx context.Context, raw any) (model.Checklis
 
 // region    **************************** object.gotpl ****************************
 
-var checklistItemImplementors = []string{"ChecklistItem"}
+var checklistItemImplementors = []string{"ChecklistItem", "Node"}
 
 func (ec *executionContext) _ChecklistItem(ctx context.Context, sel ast.SelectionSet, obj *model.ChecklistItem) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, checklistItemImplementors)
@@ -408,38 +444,44 @@ func (ec *executionContext) _ChecklistItem(ctx context.Context, sel ast.Selectio
 		case "id":
 			out.Values[i] = ec._ChecklistItem_id(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "workOrderId":
 			out.Values[i] = ec._ChecklistItem_workOrderId(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "label":
 			out.Values[i] = ec._ChecklistItem_label(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "done":
 			out.Values[i] = ec._ChecklistItem_done(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "position":
 			out.Values[i] = ec._ChecklistItem_position(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "updatedAt":
 			out.Values[i] = ec._ChecklistItem_updatedAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "deleted":
 			out.Values[i] = ec._ChecklistItem_deleted(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "workOrder":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ChecklistItem_workOrder(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}

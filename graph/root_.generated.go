@@ -22,9 +22,13 @@ func NewExecutableSchema(cfg Config) graphql.ExecutableSchema {
 type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
+	ChecklistItem() ChecklistItemResolver
 	Mutation() MutationResolver
+	Note() NoteResolver
 	Query() QueryResolver
+	Site() SiteResolver
 	Subscription() SubscriptionResolver
+	WorkOrder() WorkOrderResolver
 }
 
 type DirectiveRoot struct {
@@ -38,6 +42,7 @@ type ComplexityRoot struct {
 		Label       func(childComplexity int) int
 		Position    func(childComplexity int) int
 		UpdatedAt   func(childComplexity int) int
+		WorkOrder   func(childComplexity int) int
 		WorkOrderID func(childComplexity int) int
 	}
 
@@ -63,6 +68,7 @@ type ComplexityRoot struct {
 		Deleted     func(childComplexity int) int
 		ID          func(childComplexity int) int
 		UpdatedAt   func(childComplexity int) int
+		WorkOrder   func(childComplexity int) int
 		WorkOrderID func(childComplexity int) int
 	}
 
@@ -71,22 +77,44 @@ type ComplexityRoot struct {
 		Documents  func(childComplexity int) int
 	}
 
+	PageInfo struct {
+		EndCursor       func(childComplexity int) int
+		HasNextPage     func(childComplexity int) int
+		HasPreviousPage func(childComplexity int) int
+		StartCursor     func(childComplexity int) int
+	}
+
 	Query struct {
+		Node               func(childComplexity int, id string) int
 		PullChecklistItems func(childComplexity int, checkpoint *model.CheckpointInput, limit int) int
 		PullNotes          func(childComplexity int, checkpoint *model.CheckpointInput, limit int) int
 		PullSites          func(childComplexity int, checkpoint *model.CheckpointInput, limit int) int
 		PullWorkOrders     func(childComplexity int, checkpoint *model.CheckpointInput, limit int) int
+		Sites              func(childComplexity int, first *int, after *string, last *int, before *string, filter *model.SiteFilter) int
 		Viewer             func(childComplexity int) int
+		WorkOrders         func(childComplexity int, first *int, after *string, last *int, before *string, filter *model.WorkOrderFilter, orderBy *model.WorkOrderOrder) int
 	}
 
 	Site struct {
-		Address   func(childComplexity int) int
-		Deleted   func(childComplexity int) int
-		ID        func(childComplexity int) int
-		Latitude  func(childComplexity int) int
-		Longitude func(childComplexity int) int
-		Name      func(childComplexity int) int
-		UpdatedAt func(childComplexity int) int
+		Address    func(childComplexity int) int
+		Deleted    func(childComplexity int) int
+		ID         func(childComplexity int) int
+		Latitude   func(childComplexity int) int
+		Longitude  func(childComplexity int) int
+		Name       func(childComplexity int) int
+		UpdatedAt  func(childComplexity int) int
+		WorkOrders func(childComplexity int, first *int, after *string, filter *model.WorkOrderFilter) int
+	}
+
+	SiteConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	SiteEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
 	}
 
 	SitePullBulk struct {
@@ -108,15 +136,29 @@ type ComplexityRoot struct {
 
 	WorkOrder struct {
 		AssigneeID  func(childComplexity int) int
+		Checklist   func(childComplexity int) int
 		Deleted     func(childComplexity int) int
 		Description func(childComplexity int) int
 		DueAt       func(childComplexity int) int
 		ID          func(childComplexity int) int
+		Notes       func(childComplexity int) int
 		Priority    func(childComplexity int) int
+		Site        func(childComplexity int) int
 		SiteID      func(childComplexity int) int
 		Status      func(childComplexity int) int
 		Title       func(childComplexity int) int
 		UpdatedAt   func(childComplexity int) int
+	}
+
+	WorkOrderConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	WorkOrderEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
 	}
 
 	WorkOrderPullBulk struct {
@@ -175,6 +217,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ChecklistItem.UpdatedAt(childComplexity), true
+	case "ChecklistItem.workOrder":
+		if e.ComplexityRoot.ChecklistItem.WorkOrder == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ChecklistItem.WorkOrder(childComplexity), true
 	case "ChecklistItem.workOrderId":
 		if e.ComplexityRoot.ChecklistItem.WorkOrderID == nil {
 			break
@@ -277,6 +325,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Note.UpdatedAt(childComplexity), true
+	case "Note.workOrder":
+		if e.ComplexityRoot.Note.WorkOrder == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Note.WorkOrder(childComplexity), true
 	case "Note.workOrderId":
 		if e.ComplexityRoot.Note.WorkOrderID == nil {
 			break
@@ -297,6 +351,42 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.NotePullBulk.Documents(childComplexity), true
 
+	case "PageInfo.endCursor":
+		if e.ComplexityRoot.PageInfo.EndCursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PageInfo.EndCursor(childComplexity), true
+	case "PageInfo.hasNextPage":
+		if e.ComplexityRoot.PageInfo.HasNextPage == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PageInfo.HasNextPage(childComplexity), true
+	case "PageInfo.hasPreviousPage":
+		if e.ComplexityRoot.PageInfo.HasPreviousPage == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PageInfo.HasPreviousPage(childComplexity), true
+	case "PageInfo.startCursor":
+		if e.ComplexityRoot.PageInfo.StartCursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PageInfo.StartCursor(childComplexity), true
+
+	case "Query.node":
+		if e.ComplexityRoot.Query.Node == nil {
+			break
+		}
+
+		args, err := ec.field_Query_node_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Node(childComplexity, args["id"].(string)), true
 	case "Query.pullChecklistItems":
 		if e.ComplexityRoot.Query.PullChecklistItems == nil {
 			break
@@ -341,12 +431,34 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.PullWorkOrders(childComplexity, args["checkpoint"].(*model.CheckpointInput), args["limit"].(int)), true
+	case "Query.sites":
+		if e.ComplexityRoot.Query.Sites == nil {
+			break
+		}
+
+		args, err := ec.field_Query_sites_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Sites(childComplexity, args["first"].(*int), args["after"].(*string), args["last"].(*int), args["before"].(*string), args["filter"].(*model.SiteFilter)), true
 	case "Query.viewer":
 		if e.ComplexityRoot.Query.Viewer == nil {
 			break
 		}
 
 		return e.ComplexityRoot.Query.Viewer(childComplexity), true
+	case "Query.workOrders":
+		if e.ComplexityRoot.Query.WorkOrders == nil {
+			break
+		}
+
+		args, err := ec.field_Query_workOrders_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.WorkOrders(childComplexity, args["first"].(*int), args["after"].(*string), args["last"].(*int), args["before"].(*string), args["filter"].(*model.WorkOrderFilter), args["orderBy"].(*model.WorkOrderOrder)), true
 
 	case "Site.address":
 		if e.ComplexityRoot.Site.Address == nil {
@@ -390,6 +502,49 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Site.UpdatedAt(childComplexity), true
+	case "Site.workOrders":
+		if e.ComplexityRoot.Site.WorkOrders == nil {
+			break
+		}
+
+		args, err := ec.field_Site_workOrders_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Site.WorkOrders(childComplexity, args["first"].(*int), args["after"].(*string), args["filter"].(*model.WorkOrderFilter)), true
+
+	case "SiteConnection.edges":
+		if e.ComplexityRoot.SiteConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SiteConnection.Edges(childComplexity), true
+	case "SiteConnection.pageInfo":
+		if e.ComplexityRoot.SiteConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SiteConnection.PageInfo(childComplexity), true
+	case "SiteConnection.totalCount":
+		if e.ComplexityRoot.SiteConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SiteConnection.TotalCount(childComplexity), true
+
+	case "SiteEdge.cursor":
+		if e.ComplexityRoot.SiteEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SiteEdge.Cursor(childComplexity), true
+	case "SiteEdge.node":
+		if e.ComplexityRoot.SiteEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SiteEdge.Node(childComplexity), true
 
 	case "SitePullBulk.checkpoint":
 		if e.ComplexityRoot.SitePullBulk.Checkpoint == nil {
@@ -468,6 +623,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.WorkOrder.AssigneeID(childComplexity), true
+	case "WorkOrder.checklist":
+		if e.ComplexityRoot.WorkOrder.Checklist == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkOrder.Checklist(childComplexity), true
 	case "WorkOrder.deleted":
 		if e.ComplexityRoot.WorkOrder.Deleted == nil {
 			break
@@ -492,12 +653,24 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.WorkOrder.ID(childComplexity), true
+	case "WorkOrder.notes":
+		if e.ComplexityRoot.WorkOrder.Notes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkOrder.Notes(childComplexity), true
 	case "WorkOrder.priority":
 		if e.ComplexityRoot.WorkOrder.Priority == nil {
 			break
 		}
 
 		return e.ComplexityRoot.WorkOrder.Priority(childComplexity), true
+	case "WorkOrder.site":
+		if e.ComplexityRoot.WorkOrder.Site == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkOrder.Site(childComplexity), true
 	case "WorkOrder.siteId":
 		if e.ComplexityRoot.WorkOrder.SiteID == nil {
 			break
@@ -522,6 +695,38 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.WorkOrder.UpdatedAt(childComplexity), true
+
+	case "WorkOrderConnection.edges":
+		if e.ComplexityRoot.WorkOrderConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkOrderConnection.Edges(childComplexity), true
+	case "WorkOrderConnection.pageInfo":
+		if e.ComplexityRoot.WorkOrderConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkOrderConnection.PageInfo(childComplexity), true
+	case "WorkOrderConnection.totalCount":
+		if e.ComplexityRoot.WorkOrderConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkOrderConnection.TotalCount(childComplexity), true
+
+	case "WorkOrderEdge.cursor":
+		if e.ComplexityRoot.WorkOrderEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkOrderEdge.Cursor(childComplexity), true
+	case "WorkOrderEdge.node":
+		if e.ComplexityRoot.WorkOrderEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkOrderEdge.Node(childComplexity), true
 
 	case "WorkOrderPullBulk.checkpoint":
 		if e.ComplexityRoot.WorkOrderPullBulk.Checkpoint == nil {
@@ -550,10 +755,13 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("CheckpointInput", ec.unmarshalInputCheckpointInput),
 			graphql.NewInputUnmarshaler("NoteInput", ec.unmarshalInputNoteInput),
 			graphql.NewInputUnmarshaler("NotePushRow", ec.unmarshalInputNotePushRow),
+			graphql.NewInputUnmarshaler("SiteFilter", ec.unmarshalInputSiteFilter),
 			graphql.NewInputUnmarshaler("SiteInput", ec.unmarshalInputSiteInput),
 			graphql.NewInputUnmarshaler("SitePushRow", ec.unmarshalInputSitePushRow),
 			graphql.NewInputUnmarshaler("StreamHeaders", ec.unmarshalInputStreamHeaders),
+			graphql.NewInputUnmarshaler("WorkOrderFilter", ec.unmarshalInputWorkOrderFilter),
 			graphql.NewInputUnmarshaler("WorkOrderInput", ec.unmarshalInputWorkOrderInput),
+			graphql.NewInputUnmarshaler("WorkOrderOrder", ec.unmarshalInputWorkOrderOrder),
 			graphql.NewInputUnmarshaler("WorkOrderPushRow", ec.unmarshalInputWorkOrderPushRow),
 		)
 	}
@@ -649,7 +857,7 @@ func newExecutionContext(
 
 var sources = []*ast.Source{
 	{Name: "../schema/checklist_item.graphqls", Input: `"One step of a WorkOrder's checklist."
-type ChecklistItem {
+type ChecklistItem implements Node {
   id: ID!
   workOrderId: ID!
   label: String!
@@ -695,7 +903,7 @@ extend type Subscription {
 }
 `, BuiltIn: false},
 	{Name: "../schema/note.graphqls", Input: `"A remark on a WorkOrder."
-type Note {
+type Note implements Node {
   id: ID!
   workOrderId: ID!
   body: String!
@@ -739,6 +947,119 @@ extend type Subscription {
   streamNotes(headers: StreamHeaders): NotePullBulk!
 }
 `, BuiltIn: false},
+	{Name: "../schema/read.graphqls", Input: `# The read API: the ordinary GraphQL way to browse a tenant's data, for
+# online screens and the Playground. Devices sync with pull/push/stream.
+
+"An object with a global id. A document's id is its global id."
+interface Node {
+  id: ID!
+}
+
+"Relay page information."
+type PageInfo {
+  hasNextPage: Boolean!
+  hasPreviousPage: Boolean!
+  startCursor: String
+  endCursor: String
+}
+
+enum OrderDirection {
+  ASC
+  DESC
+}
+
+input SiteFilter {
+  "Only sites changed at or after this time."
+  updatedSince: Time
+  "Include deleted sites (tombstones)."
+  includeDeleted: Boolean = false
+}
+
+type SiteEdge {
+  node: Site!
+  cursor: String!
+}
+
+type SiteConnection {
+  edges: [SiteEdge!]!
+  pageInfo: PageInfo!
+  "All sites that match the filter, on every page."
+  totalCount: Int!
+}
+
+input WorkOrderFilter {
+  "Any of these statuses."
+  status: [WorkOrderStatus!]
+  assigneeId: ID
+  siteId: ID
+  "Due strictly before this time (work orders without a due time never match)."
+  dueBefore: Time
+  "Due at or after this time (work orders without a due time never match)."
+  dueAfter: Time
+  "Only work orders changed at or after this time."
+  updatedSince: Time
+  "Include deleted work orders (tombstones)."
+  includeDeleted: Boolean = false
+}
+
+enum WorkOrderOrderField {
+  "Due time; work orders without one come last in ascending order."
+  DUE_AT
+  PRIORITY
+  UPDATED_AT
+}
+
+"How to order work orders. Ties are broken by id, so paging is stable."
+input WorkOrderOrder {
+  field: WorkOrderOrderField!
+  direction: OrderDirection = ASC
+}
+
+type WorkOrderEdge {
+  node: WorkOrder!
+  cursor: String!
+}
+
+type WorkOrderConnection {
+  edges: [WorkOrderEdge!]!
+  pageInfo: PageInfo!
+  "All work orders that match the filter, on every page."
+  totalCount: Int!
+}
+
+extend type Query {
+  "The document with this id in any collection of the caller's tenant, or null."
+  node(id: ID!): Node
+  "Sites by id. Pages hold at most 500; the default is 50."
+  sites(first: Int, after: String, last: Int, before: String, filter: SiteFilter): SiteConnection!
+  "Work orders, ordered by orderBy (default UPDATED_AT ASC). Pages hold at most 500; the default is 50."
+  workOrders(first: Int, after: String, last: Int, before: String, filter: WorkOrderFilter, orderBy: WorkOrderOrder): WorkOrderConnection!
+}
+
+extend type Site {
+  "This site's work orders, ordered by due time."
+  workOrders(first: Int, after: String, filter: WorkOrderFilter): WorkOrderConnection!
+}
+
+extend type WorkOrder {
+  "The site; null when it is deleted or has not synced yet."
+  site: Site
+  "The checklist, ordered by position."
+  checklist: [ChecklistItem!]!
+  "The notes, oldest change first."
+  notes: [Note!]!
+}
+
+extend type ChecklistItem {
+  "The work order; null when it is deleted or has not synced yet."
+  workOrder: WorkOrder
+}
+
+extend type Note {
+  "The work order; null when it is deleted or has not synced yet."
+  workOrder: WorkOrder
+}
+`, BuiltIn: false},
 	{Name: "../schema/schema.graphqls", Input: `# Tidemark's GraphQL API. Each synced collection has its own file; this one
 # holds the roots, scalars and the types they share.
 
@@ -779,7 +1100,7 @@ input CheckpointInput {
 }
 `, BuiltIn: false},
 	{Name: "../schema/site.graphqls", Input: `"A place where work is done."
-type Site {
+type Site implements Node {
   id: ID!
   name: String!
   address: String!
@@ -836,7 +1157,7 @@ extend type Subscription {
 }
 
 "A job to be done at a Site."
-type WorkOrder {
+type WorkOrder implements Node {
   id: ID!
   siteId: ID!
   title: String!
@@ -910,6 +1231,8 @@ func (ec *executionContext) childFields_ChecklistItem(ctx context.Context, field
 		return ec.fieldContext_ChecklistItem_updatedAt(ctx, field)
 	case "deleted":
 		return ec.fieldContext_ChecklistItem_deleted(ctx, field)
+	case "workOrder":
+		return ec.fieldContext_ChecklistItem_workOrder(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type ChecklistItem", field.Name)
 }
@@ -946,6 +1269,8 @@ func (ec *executionContext) childFields_Note(ctx context.Context, field graphql.
 		return ec.fieldContext_Note_updatedAt(ctx, field)
 	case "deleted":
 		return ec.fieldContext_Note_deleted(ctx, field)
+	case "workOrder":
+		return ec.fieldContext_Note_workOrder(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Note", field.Name)
 }
@@ -958,6 +1283,20 @@ func (ec *executionContext) childFields_NotePullBulk(ctx context.Context, field 
 		return ec.fieldContext_NotePullBulk_checkpoint(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type NotePullBulk", field.Name)
+}
+
+func (ec *executionContext) childFields_PageInfo(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "hasNextPage":
+		return ec.fieldContext_PageInfo_hasNextPage(ctx, field)
+	case "hasPreviousPage":
+		return ec.fieldContext_PageInfo_hasPreviousPage(ctx, field)
+	case "startCursor":
+		return ec.fieldContext_PageInfo_startCursor(ctx, field)
+	case "endCursor":
+		return ec.fieldContext_PageInfo_endCursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PageInfo", field.Name)
 }
 
 func (ec *executionContext) childFields_Site(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -976,8 +1315,32 @@ func (ec *executionContext) childFields_Site(ctx context.Context, field graphql.
 		return ec.fieldContext_Site_updatedAt(ctx, field)
 	case "deleted":
 		return ec.fieldContext_Site_deleted(ctx, field)
+	case "workOrders":
+		return ec.fieldContext_Site_workOrders(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Site", field.Name)
+}
+
+func (ec *executionContext) childFields_SiteConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_SiteConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_SiteConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_SiteConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SiteConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_SiteEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "node":
+		return ec.fieldContext_SiteEdge_node(ctx, field)
+	case "cursor":
+		return ec.fieldContext_SiteEdge_cursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SiteEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_SitePullBulk(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1022,8 +1385,36 @@ func (ec *executionContext) childFields_WorkOrder(ctx context.Context, field gra
 		return ec.fieldContext_WorkOrder_updatedAt(ctx, field)
 	case "deleted":
 		return ec.fieldContext_WorkOrder_deleted(ctx, field)
+	case "site":
+		return ec.fieldContext_WorkOrder_site(ctx, field)
+	case "checklist":
+		return ec.fieldContext_WorkOrder_checklist(ctx, field)
+	case "notes":
+		return ec.fieldContext_WorkOrder_notes(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type WorkOrder", field.Name)
+}
+
+func (ec *executionContext) childFields_WorkOrderConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_WorkOrderConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_WorkOrderConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_WorkOrderConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type WorkOrderConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_WorkOrderEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "node":
+		return ec.fieldContext_WorkOrderEdge_node(ctx, field)
+	case "cursor":
+		return ec.fieldContext_WorkOrderEdge_cursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type WorkOrderEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_WorkOrderPullBulk(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {

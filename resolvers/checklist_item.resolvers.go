@@ -9,6 +9,7 @@ import (
 	"context"
 
 	"github.com/tidemark/tidemark/collections"
+	"github.com/tidemark/tidemark/graph"
 	"github.com/tidemark/tidemark/graph/model"
 )
 
@@ -34,3 +35,8 @@ func (r *subscriptionResolver) StreamChecklistItems(ctx context.Context, headers
 		return &model.ChecklistItemPullBulk{Documents: docs, Checkpoint: cp}
 	})
 }
+
+// ChecklistItem returns graph.ChecklistItemResolver implementation.
+func (r *Resolver) ChecklistItem() graph.ChecklistItemResolver { return &checklistItemResolver{r} }
+
+type checklistItemResolver struct{ *Resolver }

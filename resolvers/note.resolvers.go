@@ -9,6 +9,7 @@ import (
 	"context"
 
 	"github.com/tidemark/tidemark/collections"
+	"github.com/tidemark/tidemark/graph"
 	"github.com/tidemark/tidemark/graph/model"
 )
 
@@ -34,3 +35,8 @@ func (r *subscriptionResolver) StreamNotes(ctx context.Context, headers *model.S
 		return &model.NotePullBulk{Documents: docs, Checkpoint: cp}
 	})
 }
+
+// Note returns graph.NoteResolver implementation.
+func (r *Resolver) Note() graph.NoteResolver { return &noteResolver{r} }
+
+type noteResolver struct{ *Resolver }

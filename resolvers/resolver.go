@@ -10,7 +10,9 @@ import (
 
 	"github.com/tidemark/tidemark/apperr"
 	"github.com/tidemark/tidemark/auth"
+	"github.com/tidemark/tidemark/dataloader"
 	"github.com/tidemark/tidemark/livesync"
+	"github.com/tidemark/tidemark/readapi"
 	"github.com/tidemark/tidemark/syncengine"
 )
 
@@ -18,6 +20,10 @@ import (
 type Resolver struct {
 	Sync *syncengine.Engine
 	Live *livesync.Hub
+	Read *readapi.Service
+	// Sources serve the nested reads of the read API, batched per response
+	// by the dataloaders; by-id lookups go through the document cache.
+	Sources dataloader.Sources
 	// StreamBuffer is how many events a stream subscriber may have waiting
 	// before it counts as too slow and is disconnected (default 16).
 	StreamBuffer int

@@ -9,6 +9,7 @@ import (
 	"context"
 
 	"github.com/tidemark/tidemark/collections"
+	"github.com/tidemark/tidemark/graph"
 	"github.com/tidemark/tidemark/graph/model"
 )
 
@@ -34,3 +35,8 @@ func (r *subscriptionResolver) StreamSites(ctx context.Context, headers *model.S
 		return &model.SitePullBulk{Documents: docs, Checkpoint: cp}
 	})
 }
+
+// Site returns graph.SiteResolver implementation.
+func (r *Resolver) Site() graph.SiteResolver { return &siteResolver{r} }
+
+type siteResolver struct{ *Resolver }

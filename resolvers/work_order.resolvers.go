@@ -9,6 +9,7 @@ import (
 	"context"
 
 	"github.com/tidemark/tidemark/collections"
+	"github.com/tidemark/tidemark/graph"
 	"github.com/tidemark/tidemark/graph/model"
 )
 
@@ -34,3 +35,8 @@ func (r *subscriptionResolver) StreamWorkOrders(ctx context.Context, headers *mo
 		return &model.WorkOrderPullBulk{Documents: docs, Checkpoint: cp}
 	})
 }
+
+// WorkOrder returns graph.WorkOrderResolver implementation.
+func (r *Resolver) WorkOrder() graph.WorkOrderResolver { return &workOrderResolver{r} }
+
+type workOrderResolver struct{ *Resolver }

@@ -19,7 +19,6 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
-	"github.com/99designs/gqlgen/graphql/handler/lru"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/99designs/gqlgen/graphql/playground"
 	"github.com/rs/cors"
@@ -51,6 +50,15 @@ type Config struct {
 	// a graphql-transport-ws peer that misses two pongs is dropped (default 20s).
 	WebsocketPing time.Duration
 
+	// ResponseContext, if set, prepares the context of every response (each
+	// query, and each event of a subscription): the per-response dataloaders.
+	ResponseContext func(ctx context.Context) context.Context
+
+	// QueryCacheBytes bounds the parsed-query cache and APQBytes the
+	// automatic persisted queries (defaults 32 MiB and 16 MiB).
+	QueryCacheBytes int64
+	APQBytes        int64
+
 	MaxBodyBytes    int64 // default 16 MiB
 	MaxDepth        int   // default 15
 	ComplexityLimit int   // default 5000
@@ -69,6 +77,12 @@ func (c Config) withDefaults() Config {
 	if c.ComplexityLimit == 0 {
 		c.ComplexityLimit = 5000
 	}
+	if c.QueryCacheBytes == 0 {
+		c.QueryCacheBytes = 32 << 20
+	}
+	if c.APQBytes == 0 {
+		c.APQBytes = 16 << 20
+	}
 	if c.WebsocketPing == 0 {
 		c.WebsocketPing = 20 * time.Second
 	}
@@ -78,15 +92,28 @@ func (c Config) withDefaults() Config {
 // NewGraphQL builds the GraphQL handler with explicit transports and
 // extensions (never gqlgen's NewDefaultServer, whose defaults we would not
 // choose).
-func NewGraphQL(cfg Config) *handler.Server {
+func NewGraphQL(cfg Config) (*handler.Server, error) {
 	cfg = cfg.withDefaults()
+	queryCache, err := newRistrettoCache(cfg.QueryCacheBytes, func(key string, _ *ast.QueryDocument) int64 {
+		return 8 * int64(len(key)) // a parsed document is several times its text
+	})
+	if err != nil {
+		return nil, err
+	}
+	apqCache, err := newRistrettoCache(cfg.APQBytes, func(key, query string) int64 {
+		return int64(len(key) + len(query))
+	})
+	if err != nil {
+		return nil, err
+	}
 	srv := handler.New(cfg.Schema)
 	// The websocket transport first: it claims upgrade requests.
 	srv.AddTransport(websocketTransport(cfg))
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
-	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	srv.SetQueryCache(queryCache)
+	srv.Use(extension.AutomaticPersistedQuery{Cache: apqCache})
 	if cfg.Introspection {
 		srv.Use(extension.Introspection{})
 	}
@@ -96,13 +123,21 @@ func NewGraphQL(cfg Config) *handler.Server {
 	srv.AroundFields(classifyFieldErrors)
 	srv.SetErrorPresenter(presentError(cfg.Logger))
 	srv.SetRecoverFunc(recoverPanic(cfg.Logger))
-	return srv
+	if cfg.ResponseContext != nil {
+		srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
+			return next(cfg.ResponseContext(ctx))
+		})
+	}
+	return srv, nil
 }
 
 // New returns Tidemark's whole HTTP handler.
-func New(cfg Config) http.Handler {
+func New(cfg Config) (http.Handler, error) {
 	cfg = cfg.withDefaults()
-	gql := NewGraphQL(cfg)
+	gql, err := NewGraphQL(cfg)
+	if err != nil {
+		return nil, err
+	}
 
 	mux := http.NewServeMux()
 	mux.Handle("/graphql", withWebsocketSlot(cfg.Verifier.Middleware(limitBody(cfg.MaxBodyBytes, gql), auth.MiddlewareOptions{})))
@@ -134,7 +169,7 @@ func New(cfg Config) http.Handler {
 		ExposedHeaders: []string{RequestIDHeader},
 		MaxAge:         600,
 	})
-	return withRequestLogging(cfg.Logger, corsHandler.Handler(mux))
+	return withRequestLogging(cfg.Logger, corsHandler.Handler(mux)), nil
 }
 
 // limitBody bounds what a client may upload in one request. A body of

@@ -12,10 +12,12 @@ import (
 
 	"github.com/tidemark/tidemark/auth"
 	"github.com/tidemark/tidemark/collections"
+	"github.com/tidemark/tidemark/dataloader"
 	"github.com/tidemark/tidemark/db"
 	"github.com/tidemark/tidemark/db/dbtest"
 	"github.com/tidemark/tidemark/graph"
 	"github.com/tidemark/tidemark/livesync"
+	"github.com/tidemark/tidemark/readapi"
 	"github.com/tidemark/tidemark/resolvers"
 	"github.com/tidemark/tidemark/server"
 	"github.com/tidemark/tidemark/syncengine"
@@ -57,11 +59,23 @@ func New(tb testing.TB, opts Options) *Env {
 	ctx, cancel := context.WithCancel(context.Background())
 	go livesync.PollingNotifier{Heads: d, Listeners: []livesync.HeadListener{hub}, Interval: 50 * time.Millisecond}.Run(ctx)
 	tb.Cleanup(func() { cancel(); hub.Close() })
+	sources := dataloader.Sources{Documents: d, Lists: d}
 	cfg := opts.Server
-	cfg.Schema = graph.NewExecutableSchema(graph.Config{Resolvers: &resolvers.Resolver{Sync: engine, Live: hub, StreamBuffer: opts.StreamBuffer}})
+	cfg.Schema = graph.NewExecutableSchema(graph.Config{
+		Resolvers: &resolvers.Resolver{
+			Sync: engine, Live: hub, StreamBuffer: opts.StreamBuffer,
+			Read: readapi.New(d), Sources: sources,
+		},
+		Complexity: resolvers.Complexity(),
+	})
 	cfg.Verifier = auth.NewVerifier(Secret)
 	cfg.Ready = d.CheckSchema
-	return &Env{DB: d, Sync: engine, Live: hub, Handler: server.New(cfg)}
+	cfg.ResponseContext = dataloader.PerResponse(sources)
+	handler, err := server.New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &Env{DB: d, Sync: engine, Live: hub, Handler: handler}
 }
 
 // Token returns a bearer token (without "Bearer ") for the identity.

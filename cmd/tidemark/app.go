@@ -14,10 +14,12 @@ import (
 
 	"github.com/tidemark/tidemark/auth"
 	"github.com/tidemark/tidemark/collections"
+	"github.com/tidemark/tidemark/dataloader"
 	"github.com/tidemark/tidemark/db"
 	"github.com/tidemark/tidemark/graph"
 	"github.com/tidemark/tidemark/livesync"
 	"github.com/tidemark/tidemark/pgcluster"
+	"github.com/tidemark/tidemark/readapi"
 	"github.com/tidemark/tidemark/resolvers"
 	"github.com/tidemark/tidemark/server"
 	"github.com/tidemark/tidemark/syncengine"
@@ -92,8 +94,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	// closing it ends every websocket, so clients reconnect elsewhere.
 	m.background, m.stopBackground = context.WithCancel(context.WithoutCancel(ctx))
 	go livesync.PollingNotifier{Heads: m.db, Listeners: []livesync.HeadListener{m.hub}, Interval: m.Config.PollInterval, Logger: m.Log}.Run(m.background)
-	schema := graph.NewExecutableSchema(graph.Config{Resolvers: &resolvers.Resolver{Sync: engine, Live: m.hub}})
-	handler := server.New(server.Config{
+	sources := dataloader.Sources{Documents: m.db, Lists: m.db}
+	schema := graph.NewExecutableSchema(graph.Config{
+		Resolvers:  &resolvers.Resolver{Sync: engine, Live: m.hub, Read: readapi.New(m.db), Sources: sources},
+		Complexity: resolvers.Complexity(),
+	})
+	handler, err := server.New(server.Config{
+		ResponseContext: dataloader.PerResponse(sources),
 		Schema:          schema,
 		Verifier:        auth.NewVerifier(secret),
 		Logger:          m.Log,
@@ -103,6 +110,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		AllowedOrigins:  m.Config.Origins(),
 		MaxBodyBytes:    m.Config.MaxBodyBytes,
 	})
+	if err != nil {
+		return err
+	}
 
 	m.listener, err = net.Listen("tcp", m.Config.Addr)
 	if err != nil {

@@ -33,9 +33,11 @@ function find(snapshot, collection, id) {
 }
 
 test('two clients converge after concurrent edits and deletes', { timeout }, async (t) => {
-  const a = await openClient('a', env.tokenA);
+  // No live pulls: B must make its edits without having seen A's, so that
+  // its pushes conflict.
+  const a = await openClient('a', env.tokenA, { stream: false });
   t.after(() => a.close());
-  const b = await openClient('b', env.tokenB);
+  const b = await openClient('b', env.tokenB, { stream: false });
   t.after(() => b.close());
 
   const [s1, s2] = [newId('site'), newId('site')];

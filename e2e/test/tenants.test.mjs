@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { graphqlTypeByCollection } from '../tidemark-rxdb.mjs';
+import { graphqlTypeByCollection, websocketUrl } from '../tidemark-rxdb.mjs';
 import { env, newId, openClient, pullAll, push } from './helpers.mjs';
 
 test('a client of another tenant sees none of the documents', { timeout: 60_000 }, async (t) => {
@@ -55,4 +55,32 @@ test('a client with a bad token gets errors, and syncs once given a valid one', 
   client.errors.length = 0;
   await client.sync();
   assert.equal((await client.get('workOrders', wo)).title, 'Behind the login');
+});
+
+test('clients of two tenants on one shared websocket each get only their own changes live', { timeout: 30_000 }, async (t) => {
+  // RxDB shares one websocket per URL in a process, opened with the first
+  // replication's token; each subscription carries its own token, and the
+  // server runs it as that subscription's user.
+  const shared = `${websocketUrl(env.url)}?client=shared-${newId('ws')}`;
+  const one = await openClient('one', env.tokenA, { collections: ['workOrders'], wsUrl: shared });
+  t.after(() => one.close());
+  const two = await openClient('two', env.tokenOther, { collections: ['workOrders'], wsUrl: shared });
+  t.after(() => two.close());
+  await one.awaitLive();
+  await two.awaitLive();
+  assert.equal(one.socket.connects + two.socket.connects, 1, 'one websocket for both clients');
+
+  const [mine, theirs] = [newId('wo'), newId('wo')];
+  await push(env.tokenA, 'WorkOrder', [{ newDocumentState: { id: mine, siteId: 's', title: 'Tenant one, live', status: 'OPEN', priority: 1, deleted: false } }]);
+  await push(env.tokenOther, 'WorkOrder', [{ newDocumentState: { id: theirs, siteId: 's', title: 'Tenant two, live', status: 'OPEN', priority: 1, deleted: false } }]);
+  await one.waitFor('workOrders', mine, (d) => d !== null);
+  await two.waitFor('workOrders', theirs, (d) => d !== null);
+  // Both tenants' changes are fanned out at once; give a leak time to show.
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(await one.get('workOrders', theirs), null);
+  assert.equal(await two.get('workOrders', mine), null);
+  const leaked = (c, id) => c.streamed.workOrders.some((d) => d.id === id);
+  assert.equal(leaked(one, theirs) || leaked(two, mine), false, 'no stream event crossed tenants');
+  assert.deepEqual(one.errors, []);
+  assert.deepEqual(two.errors, []);
 });

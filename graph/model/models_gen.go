@@ -10,6 +10,12 @@ import (
 	"time"
 )
 
+// An object with a global id. A document's id is its global id.
+type Node interface {
+	IsNode()
+	GetID() string
+}
+
 // One step of a WorkOrder's checklist.
 type ChecklistItem struct {
 	ID          string `json:"id"`
@@ -20,7 +26,12 @@ type ChecklistItem struct {
 	// Set by the server on every accepted write.
 	UpdatedAt time.Time `json:"updatedAt"`
 	Deleted   bool      `json:"deleted"`
+	// The work order; null when it is deleted or has not synced yet.
+	WorkOrder *WorkOrder `json:"workOrder,omitempty"`
 }
+
+func (ChecklistItem) IsNode()            {}
+func (this ChecklistItem) GetID() string { return this.ID }
 
 // A ChecklistItem as a client writes it; updatedAt is accepted and ignored.
 type ChecklistItemInput struct {
@@ -65,7 +76,12 @@ type Note struct {
 	// Set by the server on every accepted write.
 	UpdatedAt time.Time `json:"updatedAt"`
 	Deleted   bool      `json:"deleted"`
+	// The work order; null when it is deleted or has not synced yet.
+	WorkOrder *WorkOrder `json:"workOrder,omitempty"`
 }
+
+func (Note) IsNode()            {}
+func (this Note) GetID() string { return this.ID }
 
 // A Note as a client writes it. authorId and updatedAt are accepted, so a client can send a note back as it received it, and are ignored.
 type NoteInput struct {
@@ -87,6 +103,14 @@ type NotePushRow struct {
 	NewDocumentState   *NoteInput `json:"newDocumentState"`
 }
 
+// Relay page information.
+type PageInfo struct {
+	HasNextPage     bool    `json:"hasNextPage"`
+	HasPreviousPage bool    `json:"hasPreviousPage"`
+	StartCursor     *string `json:"startCursor,omitempty"`
+	EndCursor       *string `json:"endCursor,omitempty"`
+}
+
 type Query struct {
 }
 
@@ -101,6 +125,30 @@ type Site struct {
 	UpdatedAt time.Time `json:"updatedAt"`
 	// Tombstone: deleted documents stay so that every device learns of the delete.
 	Deleted bool `json:"deleted"`
+	// This site's work orders, ordered by due time.
+	WorkOrders *WorkOrderConnection `json:"workOrders"`
+}
+
+func (Site) IsNode()            {}
+func (this Site) GetID() string { return this.ID }
+
+type SiteConnection struct {
+	Edges    []*SiteEdge `json:"edges"`
+	PageInfo *PageInfo   `json:"pageInfo"`
+	// All sites that match the filter, on every page.
+	TotalCount int `json:"totalCount"`
+}
+
+type SiteEdge struct {
+	Node   *Site  `json:"node"`
+	Cursor string `json:"cursor"`
+}
+
+type SiteFilter struct {
+	// Only sites changed at or after this time.
+	UpdatedSince *time.Time `json:"updatedSince,omitempty"`
+	// Include deleted sites (tombstones).
+	IncludeDeleted *bool `json:"includeDeleted,omitempty"`
 }
 
 // A Site as a client writes it. updatedAt is accepted so a client can send a document back as it received it, and is ignored.
@@ -154,6 +202,42 @@ type WorkOrder struct {
 	// Set by the server on every accepted write.
 	UpdatedAt time.Time `json:"updatedAt"`
 	Deleted   bool      `json:"deleted"`
+	// The site; null when it is deleted or has not synced yet.
+	Site *Site `json:"site,omitempty"`
+	// The checklist, ordered by position.
+	Checklist []*ChecklistItem `json:"checklist"`
+	// The notes, oldest change first.
+	Notes []*Note `json:"notes"`
+}
+
+func (WorkOrder) IsNode()            {}
+func (this WorkOrder) GetID() string { return this.ID }
+
+type WorkOrderConnection struct {
+	Edges    []*WorkOrderEdge `json:"edges"`
+	PageInfo *PageInfo        `json:"pageInfo"`
+	// All work orders that match the filter, on every page.
+	TotalCount int `json:"totalCount"`
+}
+
+type WorkOrderEdge struct {
+	Node   *WorkOrder `json:"node"`
+	Cursor string     `json:"cursor"`
+}
+
+type WorkOrderFilter struct {
+	// Any of these statuses.
+	Status     []WorkOrderStatus `json:"status,omitempty"`
+	AssigneeID *string           `json:"assigneeId,omitempty"`
+	SiteID     *string           `json:"siteId,omitempty"`
+	// Due strictly before this time (work orders without a due time never match).
+	DueBefore *time.Time `json:"dueBefore,omitempty"`
+	// Due at or after this time (work orders without a due time never match).
+	DueAfter *time.Time `json:"dueAfter,omitempty"`
+	// Only work orders changed at or after this time.
+	UpdatedSince *time.Time `json:"updatedSince,omitempty"`
+	// Include deleted work orders (tombstones).
+	IncludeDeleted *bool `json:"includeDeleted,omitempty"`
 }
 
 // A WorkOrder as a client writes it; updatedAt is accepted and ignored.
@@ -170,6 +254,12 @@ type WorkOrderInput struct {
 	Deleted     bool            `json:"deleted"`
 }
 
+// How to order work orders. Ties are broken by id, so paging is stable.
+type WorkOrderOrder struct {
+	Field     WorkOrderOrderField `json:"field"`
+	Direction *OrderDirection     `json:"direction,omitempty"`
+}
+
 type WorkOrderPullBulk struct {
 	Documents  []*WorkOrder `json:"documents"`
 	Checkpoint *Checkpoint  `json:"checkpoint"`
@@ -178,6 +268,119 @@ type WorkOrderPullBulk struct {
 type WorkOrderPushRow struct {
 	AssumedMasterState *WorkOrderInput `json:"assumedMasterState,omitempty"`
 	NewDocumentState   *WorkOrderInput `json:"newDocumentState"`
+}
+
+type OrderDirection string
+
+const (
+	OrderDirectionAsc  OrderDirection = "ASC"
+	OrderDirectionDesc OrderDirection = "DESC"
+)
+
+var AllOrderDirection = []OrderDirection{
+	OrderDirectionAsc,
+	OrderDirectionDesc,
+}
+
+func (e OrderDirection) IsValid() bool {
+	switch e {
+	case OrderDirectionAsc, OrderDirectionDesc:
+		return true
+	}
+	return false
+}
+
+func (e OrderDirection) String() string {
+	return string(e)
+}
+
+func (e *OrderDirection) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = OrderDirection(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid OrderDirection", str)
+	}
+	return nil
+}
+
+func (e OrderDirection) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *OrderDirection) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e OrderDirection) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type WorkOrderOrderField string
+
+const (
+	// Due time; work orders without one come last in ascending order.
+	WorkOrderOrderFieldDueAt     WorkOrderOrderField = "DUE_AT"
+	WorkOrderOrderFieldPriority  WorkOrderOrderField = "PRIORITY"
+	WorkOrderOrderFieldUpdatedAt WorkOrderOrderField = "UPDATED_AT"
+)
+
+var AllWorkOrderOrderField = []WorkOrderOrderField{
+	WorkOrderOrderFieldDueAt,
+	WorkOrderOrderFieldPriority,
+	WorkOrderOrderFieldUpdatedAt,
+}
+
+func (e WorkOrderOrderField) IsValid() bool {
+	switch e {
+	case WorkOrderOrderFieldDueAt, WorkOrderOrderFieldPriority, WorkOrderOrderFieldUpdatedAt:
+		return true
+	}
+	return false
+}
+
+func (e WorkOrderOrderField) String() string {
+	return string(e)
+}
+
+func (e *WorkOrderOrderField) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = WorkOrderOrderField(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid WorkOrderOrderField", str)
+	}
+	return nil
+}
+
+func (e WorkOrderOrderField) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *WorkOrderOrderField) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e WorkOrderOrderField) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
 }
 
 type WorkOrderStatus string

@@ -1,0 +1,293 @@
+// Package dataloader batches the nested reads of one GraphQL response:
+// every WorkOrder.site of a page becomes one lookup, every
+// WorkOrder.checklist one list, and so on, whatever the page size.
+//
+// Loaders belong to one response of one caller. They cache what they
+// loaded for that response only: a loader that outlived it would serve
+// stale documents, so every query and every subscription event gets fresh
+// ones (see Middleware).
+package dataloader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vikstrous/dataloadgen"
+
+	"github.com/tidemark/tidemark/auth"
+	"github.com/tidemark/tidemark/collections"
+	"github.com/tidemark/tidemark/db"
+)
+
+// Sources are the reads the loaders batch: by-id lookups (which may go
+// through the document cache) and lists.
+type Sources struct {
+	Documents DocumentReader
+	Lists     ListReader
+}
+
+// DocumentReader looks documents up by id, deleted ones included.
+type DocumentReader interface {
+	GetDocuments(ctx context.Context, tenantID string, c *collections.Collection, ids []string) (map[string]collections.Document, error)
+}
+
+// ListReader reads lists, grouped lists and grouped counts.
+type ListReader interface {
+	ListDocuments(ctx context.Context, tenantID string, c *collections.Collection, q db.ListQuery) ([]collections.Document, error)
+	ListGrouped(ctx context.Context, tenantID string, c *collections.Collection, groupField string, groupIDs []string, q db.ListQuery) (map[string][]collections.Document, error)
+	CountGrouped(ctx context.Context, tenantID string, c *collections.Collection, groupField string, groupIDs []string, q db.ListQuery) (map[string]int64, error)
+}
+
+// wait is how long a loader collects keys before it reads. gqlgen resolves
+// the nested fields of a page's items concurrently, so they all arrive
+// well within it.
+const wait = 2 * time.Millisecond
+
+// maxChildren bounds one batched children read (e.g. the checklists of a
+// page of work orders).
+const maxChildren = 10_000
+
+// Loaders are the batching loaders of one response.
+type Loaders struct {
+	tenantID string
+	sources  Sources
+	byID     map[*collections.Collection]*dataloadgen.Loader[string, collections.Document]
+	children map[childKey]*dataloadgen.Loader[string, []collections.Document]
+	pages    map[*collections.Collection]*dataloadgen.Loader[GroupPageKey, []collections.Document]
+	counts   map[*collections.Collection]*dataloadgen.Loader[GroupPageKey, int64]
+
+	mu      sync.Mutex
+	queries map[string]db.ListQuery // GroupPage queries by their key text
+	childMu sync.Mutex              // guards children, which grows on demand
+}
+
+type childKey struct {
+	c       *collections.Collection
+	field   string
+	orderBy string
+}
+
+// New returns fresh loaders for one response of the tenant's caller.
+func New(sources Sources, tenantID string) *Loaders {
+	l := &Loaders{
+		tenantID: tenantID,
+		sources:  sources,
+		byID:     map[*collections.Collection]*dataloadgen.Loader[string, collections.Document]{},
+		children: map[childKey]*dataloadgen.Loader[string, []collections.Document]{},
+		pages:    map[*collections.Collection]*dataloadgen.Loader[GroupPageKey, []collections.Document]{},
+		counts:   map[*collections.Collection]*dataloadgen.Loader[GroupPageKey, int64]{},
+		queries:  map[string]db.ListQuery{},
+	}
+	for _, c := range collections.All() {
+		l.byID[c] = dataloadgen.NewMappedLoader(l.fetchByID(c), dataloadgen.WithWait(wait))
+		l.pages[c] = dataloadgen.NewMappedLoader(l.fetchGroupPages(c), dataloadgen.WithWait(wait))
+		l.counts[c] = dataloadgen.NewMappedLoader(l.fetchGroupCounts(c), dataloadgen.WithWait(wait))
+	}
+	return l
+}
+
+// Document loads one document by id; ok is false when the tenant has no
+// such document or it is deleted.
+func (l *Loaders) Document(ctx context.Context, c *collections.Collection, id string) (collections.Document, bool, error) {
+	doc, err := l.byID[c].Load(ctx, id)
+	if errors.Is(err, dataloadgen.ErrNotFound) {
+		return collections.Document{}, false, nil
+	}
+	if err != nil {
+		return collections.Document{}, false, err
+	}
+	return doc, !doc.Deleted, nil
+}
+
+func (l *Loaders) fetchByID(c *collections.Collection) func(context.Context, []string) (map[string]collections.Document, error) {
+	return func(ctx context.Context, ids []string) (map[string]collections.Document, error) {
+		return l.sources.Documents.GetDocuments(ctx, l.tenantID, c, ids)
+	}
+}
+
+// Children loads the documents of c whose field holds parentID (e.g. the
+// checklist items of a work order), deleted ones left out, in orderBy order.
+func (l *Loaders) Children(ctx context.Context, c *collections.Collection, field, orderBy, parentID string) ([]collections.Document, error) {
+	key := childKey{c, field, orderBy}
+	l.childMu.Lock()
+	loader, ok := l.children[key]
+	if !ok {
+		loader = dataloadgen.NewMappedLoader(l.fetchChildren(key), dataloadgen.WithWait(wait))
+		l.children[key] = loader
+	}
+	l.childMu.Unlock()
+	docs, err := loader.Load(ctx, parentID)
+	if errors.Is(err, dataloadgen.ErrNotFound) {
+		return []collections.Document{}, nil
+	}
+	return docs, err
+}
+
+func (l *Loaders) fetchChildren(k childKey) func(context.Context, []string) (map[string][]collections.Document, error) {
+	return func(ctx context.Context, parentIDs []string) (map[string][]collections.Document, error) {
+		docs, err := l.sources.Lists.ListDocuments(ctx, l.tenantID, k.c, db.ListQuery{
+			Filters: []db.Filter{{Field: k.field, Op: db.OpIn, Value: parentIDs}},
+			OrderBy: k.orderBy,
+			Limit:   maxChildren,
+		})
+		if err != nil {
+			return nil, err
+		}
+		if len(docs) == maxChildren {
+			return nil, fmt.Errorf("more than %d %s for one page of parents", maxChildren, k.c.Name)
+		}
+		out := make(map[string][]collections.Document, len(parentIDs))
+		for _, d := range docs {
+			p, _ := d.Fields[k.field].(string)
+			out[p] = append(out[p], d)
+		}
+		return out, nil
+	}
+}
+
+// GroupPageKey asks for the first page of one group (e.g. one site's work
+// orders) under a query; the query's shape is part of the key so groups
+// asked for with the same arguments share one read.
+type GroupPageKey struct {
+	Field   string
+	GroupID string
+	query   string // canonical form of the query, see QueryKey
+}
+
+// GroupPage loads the first q.Limit documents of c whose field holds
+// groupID, in q's order. Every group asked for with an equal query in this
+// response is read in one statement.
+func (l *Loaders) GroupPage(ctx context.Context, c *collections.Collection, field, groupID string, q db.ListQuery) ([]collections.Document, error) {
+	key := GroupPageKey{Field: field, GroupID: groupID, query: queryKey(q)}
+	l.rememberQuery(key.query, q)
+	docs, err := l.pages[c].Load(ctx, key)
+	if errors.Is(err, dataloadgen.ErrNotFound) {
+		return []collections.Document{}, nil
+	}
+	return docs, err
+}
+
+func (l *Loaders) fetchGroupPages(c *collections.Collection) func(context.Context, []GroupPageKey) (map[GroupPageKey][]collections.Document, error) {
+	return func(ctx context.Context, keys []GroupPageKey) (map[GroupPageKey][]collections.Document, error) {
+		out := make(map[GroupPageKey][]collections.Document, len(keys))
+		for b, ids := range batchesOf(keys) {
+			q, ok := l.query(b.query)
+			if !ok {
+				return nil, fmt.Errorf("dataloader: unknown query %q", b.query)
+			}
+			pages, err := l.sources.Lists.ListGrouped(ctx, l.tenantID, c, b.field, ids, q)
+			if err != nil {
+				return nil, err
+			}
+			for id, docs := range pages {
+				out[GroupPageKey{Field: b.field, GroupID: id, query: b.query}] = docs
+			}
+		}
+		return out, nil
+	}
+}
+
+// GroupCount loads how many documents of c whose field holds groupID
+// match q's filters; groups asked for with an equal query share one read.
+func (l *Loaders) GroupCount(ctx context.Context, c *collections.Collection, field, groupID string, q db.ListQuery) (int, error) {
+	q.After, q.Limit, q.OrderBy, q.Desc = nil, 0, "", false // only the filters count
+	key := GroupPageKey{Field: field, GroupID: groupID, query: queryKey(q)}
+	l.rememberQuery(key.query, q)
+	n, err := l.counts[c].Load(ctx, key)
+	if errors.Is(err, dataloadgen.ErrNotFound) {
+		return 0, nil
+	}
+	return int(n), err
+}
+
+func (l *Loaders) fetchGroupCounts(c *collections.Collection) func(context.Context, []GroupPageKey) (map[GroupPageKey]int64, error) {
+	return func(ctx context.Context, keys []GroupPageKey) (map[GroupPageKey]int64, error) {
+		out := make(map[GroupPageKey]int64, len(keys))
+		for b, ids := range batchesOf(keys) {
+			q, ok := l.query(b.query)
+			if !ok {
+				return nil, fmt.Errorf("dataloader: unknown query %q", b.query)
+			}
+			counts, err := l.sources.Lists.CountGrouped(ctx, l.tenantID, c, b.field, ids, q)
+			if err != nil {
+				return nil, err
+			}
+			for id, n := range counts {
+				out[GroupPageKey{Field: b.field, GroupID: id, query: b.query}] = n
+			}
+		}
+		return out, nil
+	}
+}
+
+// batch is one read of a grouped loader: the groups asked for with one
+// field and query.
+type batch struct{ field, query string }
+
+func batchesOf(keys []GroupPageKey) map[batch][]string {
+	groups := map[batch][]string{}
+	for _, k := range keys {
+		b := batch{k.Field, k.query}
+		groups[b] = append(groups[b], k.GroupID)
+	}
+	return groups
+}
+
+func (l *Loaders) rememberQuery(key string, q db.ListQuery) {
+	l.mu.Lock()
+	l.queries[key] = q
+	l.mu.Unlock()
+}
+
+func (l *Loaders) query(key string) (db.ListQuery, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	q, ok := l.queries[key]
+	return q, ok
+}
+
+// queryKey is a canonical text of a list query, to group loads by.
+func queryKey(q db.ListQuery) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s|%v|%v|%d|", q.OrderBy, q.Desc, q.IncludeDeleted, q.Limit)
+	if q.After != nil {
+		fmt.Fprintf(&b, "after=%v/%s|", q.After.Value, q.After.ID)
+	}
+	filters := make([]string, len(q.Filters))
+	for i, f := range q.Filters {
+		filters[i] = fmt.Sprintf("%s%d%v", f.Field, f.Op, f.Value)
+	}
+	sort.Strings(filters)
+	b.WriteString(strings.Join(filters, ","))
+	return b.String()
+}
+
+type loadersKey struct{}
+
+// With returns ctx carrying l.
+func With(ctx context.Context, l *Loaders) context.Context {
+	return context.WithValue(ctx, loadersKey{}, l)
+}
+
+// For returns the loaders of ctx, or nil.
+func For(ctx context.Context) *Loaders {
+	l, _ := ctx.Value(loadersKey{}).(*Loaders)
+	return l
+}
+
+// PerResponse returns the hook that gives every GraphQL response of an
+// authenticated caller fresh loaders (server.Config.ResponseContext).
+func PerResponse(sources Sources) func(context.Context) context.Context {
+	return func(ctx context.Context) context.Context {
+		id, ok := auth.FromContext(ctx)
+		if !ok {
+			return ctx
+		}
+		return With(ctx, New(sources, id.TenantID))
+	}
+}

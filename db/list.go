@@ -1,0 +1,380 @@
+package db
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/tidemark/tidemark/collections"
+)
+
+// FilterOp is how a list filter compares a field.
+type FilterOp int
+
+const (
+	OpEqual     FilterOp = iota // field = value
+	OpIn                        // field = ANY(values)
+	OpBefore                    // field < value
+	OpAtOrAfter                 // field >= value
+)
+
+// Filter narrows a list to documents whose Field (an API field name, or
+// "updatedAt") compares to Value by Op.
+type Filter struct {
+	Field string
+	Op    FilterOp
+	Value any
+}
+
+// ListQuery is one page of a keyset-paginated list of a tenant's documents.
+type ListQuery struct {
+	Filters        []Filter
+	IncludeDeleted bool
+	// OrderBy is an API field name, "updatedAt", or "" for the id alone.
+	// The id always breaks ties, so the order is total and pages are stable.
+	// NULLs sort as larger than every value.
+	OrderBy string
+	Desc    bool
+	// After, if set, starts the page after this position (exclusive), in
+	// the direction of the order.
+	After *ListKey
+	Limit int
+}
+
+// ListKey is a document's position in a list order: its sort value and id.
+type ListKey struct {
+	Value any // nil for a NULL sort value
+	ID    string
+}
+
+// nullsLast is what a NULL sort value compares as: later than any value.
+var nullsLast = map[collections.Kind]string{
+	collections.Time:   "CAST('9999-12-31T23:59:59Z' AS TIMESTAMPTZ)",
+	collections.Int:    "CAST(9223372036854775807 AS INT8)",
+	collections.Float:  "CAST('Infinity' AS FLOAT8)",
+	collections.String: "CAST(NULL AS TEXT)", // strings are never nullable sort keys today
+}
+
+// KeyOf returns the list position of doc under q's order.
+func KeyOf(c *collections.Collection, q ListQuery, doc collections.Document) ListKey {
+	switch q.OrderBy {
+	case "":
+		return ListKey{ID: doc.ID}
+	case "updatedAt":
+		return ListKey{Value: doc.UpdatedAt, ID: doc.ID}
+	}
+	return ListKey{Value: doc.Fields[q.OrderBy], ID: doc.ID}
+}
+
+// ListDocuments returns one page of the tenant's documents matching q.
+func (d *DB) ListDocuments(ctx context.Context, tenantID string, c *collections.Collection, q ListQuery) ([]collections.Document, error) {
+	sql, args, err := buildList(c, tenantID, q)
+	if err != nil {
+		return nil, err
+	}
+	return d.queryDocuments(ctx, c, sql, args, q.Limit)
+}
+
+// CountDocuments counts the tenant's documents matching the filters of q.
+func (d *DB) CountDocuments(ctx context.Context, tenantID string, c *collections.Collection, q ListQuery) (int64, error) {
+	where, args, err := listWhere(c, tenantID, q, 1)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	err = d.Pool.QueryRow(ctx, fmt.Sprintf("SELECT count(*) FROM %s WHERE %s", c.Table, where), args...).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count %s: %w", c.Name, err)
+	}
+	return n, nil
+}
+
+// ListGrouped returns, for each value of the group field among groupIDs,
+// the first q.Limit matching documents in q's order (with q.After applied
+// within every group), in one statement: the batched form of a nested list
+// such as Site.workOrders.
+func (d *DB) ListGrouped(ctx context.Context, tenantID string, c *collections.Collection, groupField string, groupIDs []string, q ListQuery) (map[string][]collections.Document, error) {
+	sql, args, err := buildGroupedList(c, tenantID, groupField, groupIDs, q)
+	if err != nil {
+		return nil, err
+	}
+	docs, err := d.queryDocuments(ctx, c, sql, args, q.Limit*len(groupIDs))
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]collections.Document, len(groupIDs))
+	for _, doc := range docs {
+		g, _ := doc.Fields[groupField].(string)
+		out[g] = append(out[g], doc)
+	}
+	return out, nil
+}
+
+// CountGrouped counts, for each of groupIDs, the tenant's documents of c
+// whose group field holds it and that match q's filters, in one statement.
+func (d *DB) CountGrouped(ctx context.Context, tenantID string, c *collections.Collection, groupField string, groupIDs []string, q ListQuery) (map[string]int64, error) {
+	sql, args, err := buildGroupedCount(c, tenantID, groupField, groupIDs, q)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := d.Pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("count %s: %w", c.Name, err)
+	}
+	defer rows.Close()
+	out := make(map[string]int64, len(groupIDs))
+	for rows.Next() {
+		var g string
+		var n int64
+		if err := rows.Scan(&g, &n); err != nil {
+			return nil, fmt.Errorf("count %s: %w", c.Name, err)
+		}
+		out[g] = n
+	}
+	return out, rows.Err()
+}
+
+func buildGroupedCount(c *collections.Collection, tenantID, groupField string, groupIDs []string, q ListQuery) (string, []any, error) {
+	groupCol, _, _, err := column(c, groupField)
+	if err != nil {
+		return "", nil, err
+	}
+	where, args, err := listWhere(c, tenantID, q, 1)
+	if err != nil {
+		return "", nil, err
+	}
+	args = append(args, groupIDs)
+	return fmt.Sprintf("SELECT %s, count(*) FROM %s WHERE %s AND %s = ANY($%d) GROUP BY %s",
+		groupCol, c.Table, where, groupCol, len(args), groupCol), args, nil
+}
+
+func (d *DB) queryDocuments(ctx context.Context, c *collections.Collection, sql string, args []any, sizeHint int) ([]collections.Document, error) {
+	rows, err := d.Pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", c.Name, err)
+	}
+	defer rows.Close()
+	docs := make([]collections.Document, 0, min(sizeHint, 1000))
+	scan := newDocumentScanner(c)
+	for rows.Next() {
+		doc, err := scan.scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", c.Name, err)
+		}
+		docs = append(docs, doc)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list %s: %w", c.Name, err)
+	}
+	return docs, nil
+}
+
+// column returns the storage column and kind of an API field name.
+func column(c *collections.Collection, name string) (string, collections.Kind, bool, error) {
+	switch name {
+	case "updatedAt":
+		return "updated_at", collections.Time, false, nil
+	case "id":
+		return "id", collections.String, false, nil
+	}
+	f, ok := c.Field(name)
+	if !ok {
+		return "", 0, false, fmt.Errorf("%s has no field %q", c.Name, name)
+	}
+	return f.Column, f.Kind, f.Nullable, nil
+}
+
+// sortExpr is the expression a list orders by; NULLs become a value larger
+// than any, so keyset comparisons need no special cases.
+func sortExpr(c *collections.Collection, orderBy string) (string, error) {
+	if orderBy == "" {
+		return "", nil
+	}
+	col, kind, nullable, err := column(c, orderBy)
+	if err != nil {
+		return "", err
+	}
+	if nullable {
+		return fmt.Sprintf("COALESCE(%s, %s)", col, nullsLast[kind]), nil
+	}
+	return col, nil
+}
+
+// listWhere builds the WHERE clause of q; args start at $first.
+func listWhere(c *collections.Collection, tenantID string, q ListQuery, first int) (string, []any, error) {
+	args := []any{tenantID}
+	next := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", first+len(args)-1)
+	}
+	conds := []string{fmt.Sprintf("tenant_id = $%d", first)}
+	if !q.IncludeDeleted {
+		conds = append(conds, "deleted = false")
+	}
+	for _, f := range q.Filters {
+		col, _, _, err := column(c, f.Field)
+		if err != nil {
+			return "", nil, err
+		}
+		switch f.Op {
+		case OpEqual:
+			conds = append(conds, fmt.Sprintf("%s = %s", col, next(f.Value)))
+		case OpIn:
+			conds = append(conds, fmt.Sprintf("%s = ANY(%s)", col, next(f.Value)))
+		case OpBefore:
+			conds = append(conds, fmt.Sprintf("%s < %s", col, next(f.Value)))
+		case OpAtOrAfter:
+			conds = append(conds, fmt.Sprintf("%s >= %s", col, next(f.Value)))
+		default:
+			return "", nil, fmt.Errorf("unknown filter op %d", f.Op)
+		}
+	}
+	return strings.Join(conds, " AND "), args, nil
+}
+
+// keysetAndOrder returns the keyset condition (empty without After) and
+// the ORDER BY list of q.
+func keysetAndOrder(c *collections.Collection, q ListQuery, next func(any) string) (string, string, error) {
+	sort, err := sortExpr(c, q.OrderBy)
+	if err != nil {
+		return "", "", err
+	}
+	cmp, dir := ">", "ASC"
+	if q.Desc {
+		cmp, dir = "<", "DESC"
+	}
+	order := "id " + dir
+	if sort != "" {
+		order = fmt.Sprintf("%s %s, id %s", sort, dir, dir)
+	}
+	if q.After == nil {
+		return "", order, nil
+	}
+	if sort == "" {
+		return fmt.Sprintf("id %s %s", cmp, next(q.After.ID)), order, nil
+	}
+	value := q.After.Value
+	if value == nil {
+		_, kind, _, _ := column(c, q.OrderBy)
+		value = nullSentinel(kind)
+	}
+	return fmt.Sprintf("(%s, id) %s (%s, %s)", sort, cmp, next(value), next(q.After.ID)), order, nil
+}
+
+// nullSentinel is the Go value of nullsLast for a kind.
+func nullSentinel(kind collections.Kind) any {
+	switch kind {
+	case collections.Time:
+		return time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+	case collections.Int:
+		return int64(9223372036854775807)
+	case collections.Float:
+		return math.Inf(1)
+	}
+	return nil
+}
+
+func buildList(c *collections.Collection, tenantID string, q ListQuery) (string, []any, error) {
+	where, args, err := listWhere(c, tenantID, q, 1)
+	if err != nil {
+		return "", nil, err
+	}
+	next := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	keyset, order, err := keysetAndOrder(c, q, next)
+	if err != nil {
+		return "", nil, err
+	}
+	if keyset != "" {
+		where += " AND " + keyset
+	}
+	limit := next(q.Limit)
+	return fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s LIMIT %s",
+		statementsFor(c).columns, c.Table, where, order, limit), args, nil
+}
+
+func buildGroupedList(c *collections.Collection, tenantID, groupField string, groupIDs []string, q ListQuery) (string, []any, error) {
+	groupCol, _, _, err := column(c, groupField)
+	if err != nil {
+		return "", nil, err
+	}
+	where, args, err := listWhere(c, tenantID, q, 1)
+	if err != nil {
+		return "", nil, err
+	}
+	next := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	where += fmt.Sprintf(" AND %s = ANY(%s)", groupCol, next(groupIDs))
+	keyset, order, err := keysetAndOrder(c, q, next)
+	if err != nil {
+		return "", nil, err
+	}
+	if keyset != "" {
+		where += " AND " + keyset
+	}
+	limit := next(q.Limit)
+	cols := statementsFor(c).columns
+	return fmt.Sprintf("SELECT %s FROM (SELECT %s, row_number() OVER (PARTITION BY %s ORDER BY %s) AS page_row FROM %s WHERE %s) AS page WHERE page_row <= %s ORDER BY %s, page_row",
+		cols, cols, groupCol, order, c.Table, where, limit, groupCol), args, nil
+}
+
+// listStatementShapes builds, for the portability test, every shape of list
+// statement the builders can produce for c: each filter operator on each
+// field, each order (both directions, with and without a keyset) and each
+// grouping. A real statement ANDs several of these fragments together.
+func listStatementShapes(c *collections.Collection) []string {
+	fields := []string{"id", "updatedAt"}
+	for _, f := range c.Fields {
+		fields = append(fields, f.Name)
+	}
+	sample := func(field string) any {
+		_, kind, _, _ := column(c, field)
+		switch kind {
+		case collections.Int:
+			return int64(1)
+		case collections.Float:
+			return 1.5
+		case collections.Bool:
+			return true
+		case collections.Time:
+			return time.Now()
+		}
+		return "x"
+	}
+	var out []string
+	add := func(sql string, _ []any, err error) {
+		if err == nil {
+			out = append(out, sql)
+		}
+	}
+	for _, field := range fields {
+		for _, op := range []FilterOp{OpEqual, OpIn, OpBefore, OpAtOrAfter} {
+			q := ListQuery{Filters: []Filter{{Field: field, Op: op, Value: sample(field)}}, Limit: 10}
+			add(buildList(c, "t", q))
+			where, args, err := listWhere(c, "t", q, 1)
+			add(fmt.Sprintf("SELECT count(*) FROM %s WHERE %s", c.Table, where), args, err)
+		}
+		for _, desc := range []bool{false, true} {
+			for _, after := range []*ListKey{nil, {Value: sample(field), ID: "x"}, {Value: nil, ID: "x"}} {
+				q := ListQuery{OrderBy: field, Desc: desc, After: after, Limit: 10, IncludeDeleted: true}
+				if field == "id" {
+					q.OrderBy = ""
+				}
+				add(buildList(c, "t", q))
+				for _, f := range c.Fields {
+					if f.RefersTo != "" {
+						add(buildGroupedList(c, "t", f.Name, []string{"a"}, q))
+						add(buildGroupedCount(c, "t", f.Name, []string{"a"}, q))
+					}
+				}
+			}
+		}
+	}
+	return out
+}

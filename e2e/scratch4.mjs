@@ -1,0 +1,23 @@
+import { createRxDatabase } from 'rxdb';
+import { getRxStorageMemory } from 'rxdb/plugins/storage-memory';
+import { wrappedValidateAjvStorage } from 'rxdb/plugins/validate-ajv';
+import { tidemarkCollections, replicateTidemark } from './tidemark-rxdb.mjs';
+import { env, newId, push } from './test/helpers.mjs';
+const events = [];
+const t0 = performance.now();
+const log = (...x) => events.push([Math.round(performance.now() - t0), ...x]);
+const db = await createRxDatabase({ name: 'x' + Math.random().toString(36).slice(2), storage: wrappedValidateAjvStorage({ storage: getRxStorageMemory() }), multiInstance: false });
+await db.addCollections({ workOrders: tidemarkCollections.workOrders });
+const r = replicateTidemark(db.workOrders, { url: env.url, token: process.env.SHORT, retryTime: 500, waitForLeadership: false,
+  wsOptions: { on: { closed: (e) => log('closed', e.code, e.reason), connected: () => log('connected') } } });
+r.error$.subscribe((e) => log('error', e.code, JSON.stringify(e.parameters?.errors ?? e).slice(0, 150)));
+await r.awaitInitialReplication();
+if (process.env.FRESH) setTimeout(() => { log('setHeaders'); r.setHeaders({ Authorization: `Bearer ${process.env.FRESH}` }); }, 1000);
+await new Promise((res) => setTimeout(res, 5000));
+const id = newId('wo');
+await push(env.tokenA, 'WorkOrder', [{ newDocumentState: { id, siteId: 's', title: 't1', status: 'OPEN', priority: 1, deleted: false } }]);
+log('pushed');
+await new Promise((res) => setTimeout(res, 1500));
+log('has it', !!(await db.workOrders.findOne(id).exec()));
+console.log(events);
+await r.cancel();

@@ -1,0 +1,12 @@
+import { env, newId, openClient } from './test/helpers.mjs';
+let t = performance.now();
+const lap = (what) => { const n = performance.now(); console.log(what, Math.round(n - t)); t = n; };
+const a = await openClient('a', env.tokenA, { collections: ['workOrders'] }); lap('open a');
+const b = await openClient('b', env.tokenB, { collections: ['workOrders'] }); lap('open b');
+await b.replications.workOrders.awaitInitialReplication(); lap('b initial');
+await b.awaitLive(); lap('b live');
+const wo = newId('wo');
+await a.db.workOrders.insert({ id: wo, siteId: 's', title: 'x', status: 'OPEN', priority: 1 });
+await b.waitFor('workOrders', wo, (d) => d !== null); lap('seen');
+await a.close(); lap('close a');
+await b.close(); lap('close b');

@@ -1,0 +1,49 @@
+package resolvers
+
+import (
+	"github.com/tidemark/tidemark/graph"
+	"github.com/tidemark/tidemark/graph/model"
+	"github.com/tidemark/tidemark/readapi"
+)
+
+// childListEstimate is the assumed length of an unpaged nested list (a work
+// order's checklist or notes) when pricing a query.
+const childListEstimate = 10
+
+// Complexity prices the fields whose cost grows with their arguments: a
+// connection costs its page size times its selection. Every function is
+// nil-safe: a missing first/last means the default page size. Pull and
+// push are not multiplied: their size is bounded (1000) and they are the
+// sync path every device runs.
+func Complexity() graph.ComplexityRoot {
+	var c graph.ComplexityRoot
+	c.Query.Sites = func(child int, first *int, _ *string, last *int, _ *string, _ *model.SiteFilter) int {
+		return 1 + pageCost(first, last)*child
+	}
+	c.Query.WorkOrders = func(child int, first *int, _ *string, last *int, _ *string, _ *model.WorkOrderFilter, _ *model.WorkOrderOrder) int {
+		return 1 + pageCost(first, last)*child
+	}
+	c.Site.WorkOrders = func(child int, first *int, _ *string, _ *model.WorkOrderFilter) int {
+		return 1 + pageCost(first, nil)*child
+	}
+	c.WorkOrder.Checklist = func(child int) int { return 1 + childListEstimate*child }
+	c.WorkOrder.Notes = func(child int) int { return 1 + childListEstimate*child }
+	return c
+}
+
+// pageCost is the page size a connection will return, as its arguments
+// say; out-of-range sizes are priced at the largest page (the resolver
+// rejects them anyway).
+func pageCost(first, last *int) int {
+	n := readapi.DefaultPageSize
+	switch {
+	case first != nil:
+		n = *first
+	case last != nil:
+		n = *last
+	}
+	if n < 1 {
+		return 1
+	}
+	return min(n, readapi.MaxPageSize)
+}
