@@ -113,7 +113,12 @@ func websocketInit(v *auth.Verifier) transport.WebsocketInitFunc {
 		})
 		header := initAuthorization(payload)
 		if header == "" {
-			return ctx, nil, nil // the upgrade request's identity, if any, stays
+			// The upgrade request's identity, if it brought one, stays; its
+			// token expires like any other.
+			if id, ok := auth.FromContext(ctx); ok {
+				closeAtExpiry(ctx, conn, id)
+			}
+			return ctx, nil, nil
 		}
 		id, err := v.VerifyAuthorization(header)
 		if err != nil {

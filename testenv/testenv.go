@@ -15,6 +15,7 @@ import (
 	"github.com/tidemark/tidemark/dataloader"
 	"github.com/tidemark/tidemark/db"
 	"github.com/tidemark/tidemark/db/dbtest"
+	"github.com/tidemark/tidemark/doccache"
 	"github.com/tidemark/tidemark/graph"
 	"github.com/tidemark/tidemark/livesync"
 	"github.com/tidemark/tidemark/readapi"
@@ -29,6 +30,7 @@ var Secret = []byte("testenv-secret-testenv-secret-0123456789")
 // Env is one test's server: its database, sync engine and handler.
 type Env struct {
 	DB      *db.DB
+	Cache   *doccache.Cache
 	Sync    *syncengine.Engine
 	Live    *livesync.Hub
 	Handler http.Handler
@@ -42,6 +44,8 @@ type Options struct {
 	// DB, if set, is used instead of a fresh database: two environments on
 	// one DB are two server instances of one deployment.
 	DB *db.DB
+	// CacheTTL bounds the document cache's staleness (default 5s).
+	CacheTTL time.Duration
 }
 
 // New returns an environment on a fresh database.
@@ -56,10 +60,13 @@ func New(tb testing.TB, opts Options) *Env {
 	engine.OnCommit(func(tenantID string, c *collections.Collection, head int64, _ []collections.Document) {
 		hub.Notify(tenantID, c, head)
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	go livesync.PollingNotifier{Heads: d, Listeners: []livesync.HeadListener{hub}, Interval: 50 * time.Millisecond}.Run(ctx)
-	tb.Cleanup(func() { cancel(); hub.Close() })
-	sources := dataloader.Sources{Documents: d, Lists: d}
+	cache, err := doccache.New(d, doccache.Options{TTL: opts.CacheTTL})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(cache.Close)
+	engine.OnCommit(cache.Committed)
+	sources := dataloader.Sources{Documents: cache, Lists: d}
 	cfg := opts.Server
 	cfg.Schema = graph.NewExecutableSchema(graph.Config{
 		Resolvers: &resolvers.Resolver{
@@ -71,11 +78,14 @@ func New(tb testing.TB, opts Options) *Env {
 	cfg.Verifier = auth.NewVerifier(Secret)
 	cfg.Ready = d.CheckSchema
 	cfg.ResponseContext = dataloader.PerResponse(sources)
+	ctx, cancel := context.WithCancel(context.Background())
+	go livesync.PollingNotifier{Heads: d, Listeners: []livesync.HeadListener{hub, cache}, Interval: 50 * time.Millisecond}.Run(ctx)
+	tb.Cleanup(func() { cancel(); hub.Close() })
 	handler, err := server.New(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &Env{DB: d, Sync: engine, Live: hub, Handler: handler}
+	return &Env{DB: d, Cache: cache, Sync: engine, Live: hub, Handler: handler}
 }
 
 // Token returns a bearer token (without "Bearer ") for the identity.

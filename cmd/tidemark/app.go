@@ -16,6 +16,7 @@ import (
 	"github.com/tidemark/tidemark/collections"
 	"github.com/tidemark/tidemark/dataloader"
 	"github.com/tidemark/tidemark/db"
+	"github.com/tidemark/tidemark/doccache"
 	"github.com/tidemark/tidemark/graph"
 	"github.com/tidemark/tidemark/livesync"
 	"github.com/tidemark/tidemark/pgcluster"
@@ -40,6 +41,7 @@ type Main struct {
 	cluster  *pgcluster.Cluster
 	db       *db.DB
 	hub      *livesync.Hub
+	cache    *doccache.Cache
 	listener net.Listener
 	http     *http.Server
 	debug    *http.Server
@@ -86,6 +88,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 
 	engine := syncengine.New(m.db)
+	m.cache, err = doccache.New(m.db, doccache.Options{MaxDocuments: m.Config.CacheDocuments, TTL: m.Config.CacheTTL})
+	if err != nil {
+		return err
+	}
+	engine.OnCommit(m.cache.Committed)
 	m.hub = livesync.New(m.db, livesync.Options{Logger: m.Log})
 	engine.OnCommit(func(tenantID string, c *collections.Collection, head int64, _ []collections.Document) {
 		m.hub.Notify(tenantID, c, head)
@@ -93,8 +100,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	// Websockets and the poller live until Close cancels this context;
 	// closing it ends every websocket, so clients reconnect elsewhere.
 	m.background, m.stopBackground = context.WithCancel(context.WithoutCancel(ctx))
-	go livesync.PollingNotifier{Heads: m.db, Listeners: []livesync.HeadListener{m.hub}, Interval: m.Config.PollInterval, Logger: m.Log}.Run(m.background)
-	sources := dataloader.Sources{Documents: m.db, Lists: m.db}
+	go livesync.PollingNotifier{Heads: m.db, Listeners: []livesync.HeadListener{m.hub, m.cache}, Interval: m.Config.PollInterval, Logger: m.Log}.Run(m.background)
+	sources := dataloader.Sources{Documents: m.cache, Lists: m.db}
 	schema := graph.NewExecutableSchema(graph.Config{
 		Resolvers:  &resolvers.Resolver{Sync: engine, Live: m.hub, Read: readapi.New(m.db), Sources: sources},
 		Complexity: resolvers.Complexity(),
@@ -271,6 +278,9 @@ func (m *Main) Close(ctx context.Context) error {
 	}
 	if m.hub != nil {
 		m.hub.Close()
+	}
+	if m.cache != nil {
+		m.cache.Close()
 	}
 	if m.db != nil {
 		m.db.Close()

@@ -27,6 +27,8 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	PollInterval    time.Duration // how often live sync looks for other instances' commits
 	DebugAddr       string        // if set, a separate listener serves /debug/pprof
+	CacheDocuments  int64         // capacity of the by-id document cache
+	CacheTTL        time.Duration // longest a cached document is served
 }
 
 // minSecretLen is the shortest JWT secret accepted: HS256 wants at least
@@ -57,6 +59,12 @@ func (c Config) withDefaults() Config {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 15 * time.Second
 	}
+	if c.CacheDocuments == 0 {
+		c.CacheDocuments = 100_000
+	}
+	if c.CacheTTL == 0 {
+		c.CacheTTL = 5 * time.Second
+	}
 	if c.PollInterval == 0 {
 		c.PollInterval = 200 * time.Millisecond
 	}
@@ -74,6 +82,9 @@ func (c Config) validate() error {
 	}
 	if c.MaxBodyBytes < 1024 {
 		errs = append(errs, fmt.Errorf("TIDEMARK_MAX_BODY_BYTES must be at least 1024 (got %d)", c.MaxBodyBytes))
+	}
+	if c.CacheDocuments < 1 || c.CacheTTL < 0 {
+		errs = append(errs, fmt.Errorf("TIDEMARK_CACHE_DOCUMENTS must be positive and TIDEMARK_CACHE_TTL not negative"))
 	}
 	if c.PollInterval < 10*time.Millisecond {
 		errs = append(errs, fmt.Errorf("TIDEMARK_POLL_INTERVAL must be at least 10ms (got %s)", c.PollInterval))
@@ -130,6 +141,8 @@ func bindConfig(fs *flag.FlagSet, c *Config) error {
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", int64(errs.int("TIDEMARK_MAX_BODY_BYTES", 16<<20)), "largest request body accepted (TIDEMARK_MAX_BODY_BYTES)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", errs.duration("TIDEMARK_SHUTDOWN_TIMEOUT", 15*time.Second), "how long shutdown waits for requests in flight (TIDEMARK_SHUTDOWN_TIMEOUT)")
 	fs.DurationVar(&c.PollInterval, "poll-interval", errs.duration("TIDEMARK_POLL_INTERVAL", 200*time.Millisecond), "how often live sync checks the database for other instances' changes (TIDEMARK_POLL_INTERVAL)")
+	fs.Int64Var(&c.CacheDocuments, "cache-documents", int64(errs.int("TIDEMARK_CACHE_DOCUMENTS", 100_000)), "documents the by-id cache holds (TIDEMARK_CACHE_DOCUMENTS)")
+	fs.DurationVar(&c.CacheTTL, "cache-ttl", errs.duration("TIDEMARK_CACHE_TTL", 5*time.Second), "longest a cached document is served, a backstop to invalidation (TIDEMARK_CACHE_TTL)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", env("TIDEMARK_DEBUG_ADDR", ""), "if set, serve Go's /debug/pprof profiles on this separate address, e.g. 127.0.0.1:6060 (TIDEMARK_DEBUG_ADDR)")
 	return errors.Join(errs...)
 }
