@@ -102,6 +102,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.background, m.stopBackground = context.WithCancel(context.WithoutCancel(ctx))
 	go livesync.PollingNotifier{Heads: m.db, Listeners: []livesync.HeadListener{m.hub, m.cache}, Interval: m.Config.PollInterval, Logger: m.Log}.Run(m.background)
 	sources := dataloader.Sources{Documents: m.cache, Lists: m.db}
+	if m.Config.NoCache {
+		sources.Documents = m.db
+	}
 	schema := graph.NewExecutableSchema(graph.Config{
 		Resolvers:  &resolvers.Resolver{Sync: engine, Live: m.hub, Read: readapi.New(m.db), Sources: sources},
 		Complexity: resolvers.Complexity(),

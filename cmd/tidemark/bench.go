@@ -19,15 +19,17 @@ import (
 // `tidemark bench sync` or `tidemark bench stream`.
 func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: tidemark bench sync|stream [flags]")
+		return errors.New("usage: tidemark bench sync|stream|read [flags]")
 	}
 	switch args[0] {
 	case "sync":
 		return benchSync(ctx, args[1:], stdout, stderr)
 	case "stream":
 		return benchStream(ctx, args[1:], stdout, stderr)
+	case "read":
+		return benchRead(ctx, args[1:], stdout, stderr)
 	}
-	return fmt.Errorf("unknown benchmark %q (want sync or stream)", args[0])
+	return fmt.Errorf("unknown benchmark %q (want sync, stream or read)", args[0])
 }
 
 // benchTarget is the server a benchmark talks to and how it signs tokens.
@@ -120,4 +122,37 @@ func benchSync(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fmt.Fprintf(stdout, "tenant %s, %d documents, push batches of %d from %d clients, pull pages of %d\n%s\n",
 		*tenant, cfg.Documents, cfg.PushBatch, cfg.PushClients, cfg.PullLimit, rep)
 	return nil
+}
+
+func benchRead(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tidemark bench read", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var target benchTarget
+	target.bind(fs)
+	tenant := fs.String("tenant", "", "tenant to read (default: a new one, seeded first)")
+	seed := fs.Bool("seed", true, "seed the tenant before measuring")
+	var cfg loadtest.ReadConfig
+	fs.IntVar(&cfg.WorkOrders, "work-orders", 10_000, "work orders to seed")
+	fs.IntVar(&cfg.Clients, "clients", 16, "concurrent clients")
+	fs.DurationVar(&cfg.Duration, "duration", 20*time.Second, "how long to query")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	sign, err := target.signer()
+	if err != nil {
+		return err
+	}
+	if *tenant == "" {
+		*tenant = fmt.Sprintf("read-%d", time.Now().UnixNano())
+	}
+	client := target.client()
+	client.Token = sign(*tenant)
+	if *seed {
+		if err := loadtest.SeedRead(ctx, client, cfg); err != nil {
+			return fmt.Errorf("seed: %w", err)
+		}
+	}
+	rep, err := loadtest.Read(ctx, client, cfg)
+	fmt.Fprintf(stdout, "tenant %s, %d work orders, %d clients, %s\n%s\n", *tenant, cfg.WorkOrders, cfg.Clients, cfg.Duration, rep)
+	return err
 }

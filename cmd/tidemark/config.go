@@ -27,6 +27,7 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	PollInterval    time.Duration // how often live sync looks for other instances' commits
 	DebugAddr       string        // if set, a separate listener serves /debug/pprof
+	NoCache         bool          // serve by-id lookups from the database alone (for comparison)
 	CacheDocuments  int64         // capacity of the by-id document cache
 	CacheTTL        time.Duration // longest a cached document is served
 }
@@ -141,6 +142,7 @@ func bindConfig(fs *flag.FlagSet, c *Config) error {
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", int64(errs.int("TIDEMARK_MAX_BODY_BYTES", 16<<20)), "largest request body accepted (TIDEMARK_MAX_BODY_BYTES)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", errs.duration("TIDEMARK_SHUTDOWN_TIMEOUT", 15*time.Second), "how long shutdown waits for requests in flight (TIDEMARK_SHUTDOWN_TIMEOUT)")
 	fs.DurationVar(&c.PollInterval, "poll-interval", errs.duration("TIDEMARK_POLL_INTERVAL", 200*time.Millisecond), "how often live sync checks the database for other instances' changes (TIDEMARK_POLL_INTERVAL)")
+	fs.BoolVar(&c.NoCache, "no-cache", env("TIDEMARK_NO_CACHE", "") == "true", "turn the by-id document cache off (TIDEMARK_NO_CACHE=true)")
 	fs.Int64Var(&c.CacheDocuments, "cache-documents", int64(errs.int("TIDEMARK_CACHE_DOCUMENTS", 100_000)), "documents the by-id cache holds (TIDEMARK_CACHE_DOCUMENTS)")
 	fs.DurationVar(&c.CacheTTL, "cache-ttl", errs.duration("TIDEMARK_CACHE_TTL", 5*time.Second), "longest a cached document is served, a backstop to invalidation (TIDEMARK_CACHE_TTL)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", env("TIDEMARK_DEBUG_ADDR", ""), "if set, serve Go's /debug/pprof profiles on this separate address, e.g. 127.0.0.1:6060 (TIDEMARK_DEBUG_ADDR)")
