@@ -104,6 +104,29 @@ func (l *Loaders) Document(ctx context.Context, c *collections.Collection, id st
 	return doc, !doc.Deleted, nil
 }
 
+// PrefetchDocument queues a by-id load without waiting for it. A resolver
+// that has just read a page queues all its items' loads at once, so they
+// share one batch however gqlgen then schedules the items.
+func (l *Loaders) PrefetchDocument(ctx context.Context, c *collections.Collection, id string) {
+	l.byID[c].LoadThunk(ctx, id)
+}
+
+// PrefetchChildren queues a Children load without waiting for it.
+func (l *Loaders) PrefetchChildren(ctx context.Context, c *collections.Collection, field, orderBy, parentID string) {
+	l.childLoader(childKey{c, field, orderBy}).LoadThunk(ctx, parentID)
+}
+
+func (l *Loaders) childLoader(key childKey) *dataloadgen.Loader[string, []collections.Document] {
+	l.childMu.Lock()
+	defer l.childMu.Unlock()
+	loader, ok := l.children[key]
+	if !ok {
+		loader = dataloadgen.NewMappedLoader(l.fetchChildren(key), dataloadgen.WithWait(wait))
+		l.children[key] = loader
+	}
+	return loader
+}
+
 func (l *Loaders) fetchByID(c *collections.Collection) func(context.Context, []string) (map[string]collections.Document, error) {
 	return func(ctx context.Context, ids []string) (map[string]collections.Document, error) {
 		return l.sources.Documents.GetDocuments(ctx, l.tenantID, c, ids)
@@ -113,14 +136,7 @@ func (l *Loaders) fetchByID(c *collections.Collection) func(context.Context, []s
 // Children loads the documents of c whose field holds parentID (e.g. the
 // checklist items of a work order), deleted ones left out, in orderBy order.
 func (l *Loaders) Children(ctx context.Context, c *collections.Collection, field, orderBy, parentID string) ([]collections.Document, error) {
-	key := childKey{c, field, orderBy}
-	l.childMu.Lock()
-	loader, ok := l.children[key]
-	if !ok {
-		loader = dataloadgen.NewMappedLoader(l.fetchChildren(key), dataloadgen.WithWait(wait))
-		l.children[key] = loader
-	}
-	l.childMu.Unlock()
+	loader := l.childLoader(childKey{c, field, orderBy})
 	docs, err := loader.Load(ctx, parentID)
 	if errors.Is(err, dataloadgen.ErrNotFound) {
 		return []collections.Document{}, nil
@@ -190,6 +206,21 @@ func (l *Loaders) fetchGroupPages(c *collections.Collection) func(context.Contex
 		}
 		return out, nil
 	}
+}
+
+// PrefetchGroupPage queues a GroupPage load without waiting for it.
+func (l *Loaders) PrefetchGroupPage(ctx context.Context, c *collections.Collection, field, groupID string, q db.ListQuery) {
+	key := GroupPageKey{Field: field, GroupID: groupID, query: queryKey(q)}
+	l.rememberQuery(key.query, q)
+	l.pages[c].LoadThunk(ctx, key)
+}
+
+// PrefetchGroupCount queues a GroupCount load without waiting for it.
+func (l *Loaders) PrefetchGroupCount(ctx context.Context, c *collections.Collection, field, groupID string, q db.ListQuery) {
+	q.After, q.Limit, q.OrderBy, q.Desc = nil, 0, "", false
+	key := GroupPageKey{Field: field, GroupID: groupID, query: queryKey(q)}
+	l.rememberQuery(key.query, q)
+	l.counts[c].LoadThunk(ctx, key)
 }
 
 // GroupCount loads how many documents of c whose field holds groupID

@@ -112,10 +112,6 @@ func Prepare(l List) (Plan, error) {
 	return Plan{List: l, Query: q, size: n, backward: backward}, nil
 }
 
-// Empty reports whether the page asks for no documents (first: 0), so no
-// read is needed.
-func (p Plan) Empty() bool { return p.size == 0 }
-
 // Result shapes the documents read for the plan into a page.
 func (p Plan) Result(docs []collections.Document) Result {
 	more := len(docs) > p.size
@@ -144,9 +140,6 @@ func (s *Service) Page(ctx context.Context, tenantID string, l List) (Result, er
 	plan, err := Prepare(l)
 	if err != nil {
 		return Result{}, err
-	}
-	if plan.Empty() {
-		return plan.Result(nil), nil
 	}
 	docs, err := s.store.ListDocuments(ctx, tenantID, l.Collection, plan.Query)
 	if err != nil {

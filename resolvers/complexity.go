@@ -32,8 +32,8 @@ func Complexity() graph.ComplexityRoot {
 }
 
 // pageCost is the page size a connection will return, as its arguments
-// say; out-of-range sizes are priced at the largest page (the resolver
-// rejects them anyway).
+// say. Out-of-range sizes are priced at 1, so that the resolver's clearer
+// error about the argument is what the client sees.
 func pageCost(first, last *int) int {
 	n := readapi.DefaultPageSize
 	switch {
@@ -42,8 +42,8 @@ func pageCost(first, last *int) int {
 	case last != nil:
 		n = *last
 	}
-	if n < 1 {
+	if n < 1 || n > readapi.MaxPageSize {
 		return 1
 	}
-	return min(n, readapi.MaxPageSize)
+	return n
 }

@@ -2,6 +2,7 @@ package resolvers
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -94,7 +95,7 @@ func workOrderQuery(f *model.WorkOrderFilter, order *model.WorkOrderOrder) db.Li
 
 // connection runs a top-level list and shapes it with edge; the total is
 // counted only when the client asked for it.
-func connection[T any](ctx context.Context, r *Resolver, l readapi.List, edge func(*T, string) any) (edges []any, info *model.PageInfo, total int, err error) {
+func connection[T any](ctx context.Context, r *Resolver, l readapi.List, edge func(*T, string) any, prefetch func(context.Context, *dataloader.Loaders, []collections.Document)) (edges []any, info *model.PageInfo, total int, err error) {
 	id, err := callerFrom(ctx)
 	if err != nil {
 		return nil, nil, 0, err
@@ -108,11 +109,56 @@ func connection[T any](ctx context.Context, r *Resolver, l readapi.List, edge fu
 			return nil, nil, 0, err
 		}
 	}
+	if prefetch != nil {
+		prefetch(ctx, loadersFor(ctx, r, id.TenantID), res.Documents)
+	}
 	edges = make([]any, len(res.Documents))
 	for i, d := range res.Documents {
 		edges[i] = edge(fromDocument[T](l.Collection, d), res.Cursors[i])
 	}
 	return edges, pageInfo(res), total, nil
+}
+
+// prefetchWorkOrderFields queues, before gqlgen resolves a page's items,
+// the nested loads the query selects on them, so each is one statement
+// whatever the page size and however the items are scheduled.
+func prefetchWorkOrderFields(ctx context.Context, loaders *dataloader.Loaders, docs []collections.Document) {
+	sel := nodeSelections(ctx, "WorkOrderConnection", "WorkOrderEdge", "WorkOrder")
+	for _, d := range docs {
+		if siteID, ok := d.Fields["siteId"].(string); ok && sel["site"] {
+			loaders.PrefetchDocument(ctx, collections.Site, siteID)
+		}
+		if sel["checklist"] {
+			loaders.PrefetchChildren(ctx, collections.ChecklistItem, "workOrderId", "position", d.ID)
+		}
+		if sel["notes"] {
+			loaders.PrefetchChildren(ctx, collections.Note, "workOrderId", "updatedAt", d.ID)
+		}
+	}
+}
+
+// nodeSelections returns the names of the fields selected on a
+// connection's edges.node, fragments included.
+func nodeSelections(ctx context.Context, connType, edgeType, nodeType string) map[string]bool {
+	oc, fc := graphql.GetOperationContext(ctx), graphql.GetFieldContext(ctx)
+	out := map[string]bool{}
+	if oc == nil || fc == nil {
+		return out
+	}
+	for _, e := range graphql.CollectFields(oc, fc.Field.Selections, []string{connType}) {
+		if e.Name != "edges" {
+			continue
+		}
+		for _, n := range graphql.CollectFields(oc, e.Selections, []string{edgeType}) {
+			if n.Name != "node" {
+				continue
+			}
+			for _, f := range graphql.CollectFields(oc, n.Selections, []string{nodeType, "Node"}) {
+				out[f.Name] = true
+			}
+		}
+	}
+	return out
 }
 
 func workOrderEdges(edges []any) []*model.WorkOrderEdge {
@@ -134,18 +180,14 @@ func siteWorkOrders(ctx context.Context, r *Resolver, site *model.Site, first *i
 	if err != nil {
 		return nil, err
 	}
-	due := model.WorkOrderOrderFieldDueAt
-	l := readapi.List{Collection: collections.WorkOrder, Query: workOrderQuery(filter, &model.WorkOrderOrder{Field: due}), Page: readapi.PageArgs{First: first, After: after}}
-	plan, err := readapi.Prepare(l)
+	plan, err := siteWorkOrdersPlan(first, after, filter)
 	if err != nil {
 		return nil, err
 	}
 	loaders := loadersFor(ctx, r, id.TenantID)
-	var docs []collections.Document
-	if !plan.Empty() {
-		if docs, err = loaders.GroupPage(ctx, collections.WorkOrder, "siteId", site.ID, plan.Query); err != nil {
-			return nil, err
-		}
+	docs, err := loaders.GroupPage(ctx, collections.WorkOrder, "siteId", site.ID, plan.Query)
+	if err != nil {
+		return nil, err
 	}
 	res := plan.Result(docs)
 	conn := &model.WorkOrderConnection{PageInfo: pageInfo(res), Edges: make([]*model.WorkOrderEdge, len(res.Documents))}
@@ -158,6 +200,65 @@ func siteWorkOrders(ctx context.Context, r *Resolver, site *model.Site, first *i
 		}
 	}
 	return conn, nil
+}
+
+func siteWorkOrdersPlan(first *int, after *string, filter *model.WorkOrderFilter) (readapi.Plan, error) {
+	due := model.WorkOrderOrderFieldDueAt
+	return readapi.Prepare(readapi.List{
+		Collection: collections.WorkOrder,
+		Query:      workOrderQuery(filter, &model.WorkOrderOrder{Field: due}),
+		Page:       readapi.PageArgs{First: first, After: after},
+	})
+}
+
+// prefetchSiteFields queues each site's Site.workOrders page (and count)
+// the query selects, with the arguments it gives them, before gqlgen
+// resolves the sites: one statement each, whatever the timing. Arguments
+// it cannot read are left to the resolver, which reports them.
+func prefetchSiteFields(ctx context.Context, loaders *dataloader.Loaders, docs []collections.Document) {
+	oc, fc := graphql.GetOperationContext(ctx), graphql.GetFieldContext(ctx)
+	if oc == nil || fc == nil {
+		return
+	}
+	for _, e := range graphql.CollectFields(oc, fc.Field.Selections, []string{"SiteConnection"}) {
+		if e.Name != "edges" {
+			continue
+		}
+		for _, n := range graphql.CollectFields(oc, e.Selections, []string{"SiteEdge"}) {
+			if n.Name != "node" {
+				continue
+			}
+			for _, f := range graphql.CollectFields(oc, n.Selections, []string{"Site", "Node"}) {
+				if f.Name == "workOrders" {
+					prefetchSiteWorkOrders(ctx, oc, f, loaders, docs)
+				}
+			}
+		}
+	}
+}
+
+func prefetchSiteWorkOrders(ctx context.Context, oc *graphql.OperationContext, f graphql.CollectedField, loaders *dataloader.Loaders, docs []collections.Document) {
+	var args struct {
+		First  *int                   `json:"first"`
+		After  *string                `json:"after"`
+		Filter *model.WorkOrderFilter `json:"filter"`
+	}
+	raw, err := json.Marshal(f.ArgumentMap(oc.Variables))
+	if err != nil || json.Unmarshal(raw, &args) != nil {
+		return
+	}
+	plan, err := siteWorkOrdersPlan(args.First, args.After, args.Filter)
+	if err != nil {
+		return
+	}
+	counted := slices.ContainsFunc(graphql.CollectFields(oc, f.Selections, []string{"WorkOrderConnection"}),
+		func(c graphql.CollectedField) bool { return c.Name == "totalCount" })
+	for _, d := range docs {
+		loaders.PrefetchGroupPage(ctx, collections.WorkOrder, "siteId", d.ID, plan.Query)
+		if counted {
+			loaders.PrefetchGroupCount(ctx, collections.WorkOrder, "siteId", d.ID, plan.Query)
+		}
+	}
 }
 
 // parent loads the document a field refers to, or nil when it is missing

@@ -33,7 +33,7 @@ func (r *queryResolver) Sites(ctx context.Context, first *int, after *string, la
 	l := readapi.List{Collection: collections.Site, Query: siteQuery(filter), Page: pageArgs(first, after, last, before)}
 	edges, info, total, err := connection(ctx, r.Resolver, l, func(n *model.Site, cursor string) any {
 		return &model.SiteEdge{Node: n, Cursor: cursor}
-	})
+	}, prefetchSiteFields)
 	if err != nil {
 		return nil, err
 	}
@@ -47,7 +47,7 @@ func (r *queryResolver) Sites(ctx context.Context, first *int, after *string, la
 // WorkOrders is the resolver for the workOrders field.
 func (r *queryResolver) WorkOrders(ctx context.Context, first *int, after *string, last *int, before *string, filter *model.WorkOrderFilter, orderBy *model.WorkOrderOrder) (*model.WorkOrderConnection, error) {
 	l := readapi.List{Collection: collections.WorkOrder, Query: workOrderQuery(filter, orderBy), Page: pageArgs(first, after, last, before)}
-	edges, info, total, err := connection(ctx, r.Resolver, l, newWorkOrderEdge)
+	edges, info, total, err := connection(ctx, r.Resolver, l, newWorkOrderEdge, prefetchWorkOrderFields)
 	if err != nil {
 		return nil, err
 	}
@@ -73,26 +73,3 @@ func (r *workOrderResolver) Checklist(ctx context.Context, obj *model.WorkOrder)
 func (r *workOrderResolver) Notes(ctx context.Context, obj *model.WorkOrder) ([]*model.Note, error) {
 	return children[model.Note](ctx, r.Resolver, collections.Note, "workOrderId", "updatedAt", obj.ID)
 }
-
-// !!! WARNING !!!
-// The code below was going to be deleted when updating resolvers. It has been copied here so you have
-// one last chance to move it out of harms way if you want. There are two reasons this happens:
-//  - When renaming or deleting a resolver the old code will be put in here. You can safely delete
-//    it when you're done.
-//  - You have helper methods in this file. Move them out to keep these resolver files clean.
-/*
-	func (r *siteConnectionResolver) TotalCount(ctx context.Context, obj *model.SiteConnection) (int, error) {
-	panic(fmt.Errorf("not implemented: TotalCount - totalCount"))
-}
-func (r *workOrderConnectionResolver) TotalCount(ctx context.Context, obj *model.WorkOrderConnection) (int, error) {
-	panic(fmt.Errorf("not implemented: TotalCount - totalCount"))
-}
-func (r *Resolver) SiteConnection() graph.SiteConnectionResolver { return &siteConnectionResolver{r} }
-func (r *Resolver) WorkOrderConnection() graph.WorkOrderConnectionResolver {
-	return &workOrderConnectionResolver{r}
-}
-type (
-	siteConnectionResolver      struct{ *Resolver }
-	workOrderConnectionResolver struct{ *Resolver }
-)
-*/

@@ -31,10 +31,11 @@ func newRistrettoCache[T any](maxBytes int64, cost func(key string, value T) int
 
 func (r *ristrettoCache[T]) Get(_ context.Context, key string) (T, bool) { return r.c.Get(key) }
 
-// Add stores asynchronously, as ristretto does: a query parsed twice in a
-// row is harmless, so there is no Wait here.
+// Add waits for ristretto's buffered write to land: a client that has just
+// registered a persisted query sends its hash alone next, and must find it.
 func (r *ristrettoCache[T]) Add(_ context.Context, key string, value T) {
 	r.c.Set(key, value, r.cost(key, value))
+	r.c.Wait()
 }
 
 func (r *ristrettoCache[T]) Close() { r.c.Close() }

@@ -12,8 +12,8 @@ import (
 )
 
 // depthLimitCode is the extensions.code of a too-deep operation, named after
-// the limit like gqlgen's COMPLEXITY_LIMIT_EXCEEDED, and like it answered
-// with HTTP 422.
+// the limit like gqlgen's COMPLEXITY_LIMIT_EXCEEDED; registered as a
+// protocol error, so plain HTTP requests get 422.
 const depthLimitCode = "DEPTH_LIMIT_EXCEEDED"
 
 var registerDepthCode sync.Once

@@ -61,7 +61,7 @@ type Config struct {
 
 	MaxBodyBytes    int64 // default 16 MiB
 	MaxDepth        int   // default 15
-	ComplexityLimit int   // default 5000
+	ComplexityLimit int   // default 20000: a full 500-item page passes, a 500×500 nesting does not
 }
 
 func (c Config) withDefaults() Config {
@@ -75,7 +75,7 @@ func (c Config) withDefaults() Config {
 		c.MaxDepth = 15
 	}
 	if c.ComplexityLimit == 0 {
-		c.ComplexityLimit = 5000
+		c.ComplexityLimit = 20_000
 	}
 	if c.QueryCacheBytes == 0 {
 		c.QueryCacheBytes = 32 << 20
