@@ -33,18 +33,24 @@
 //   collections of an app use one connection. Each replication adds its own
 //   subscription (streamWorkOrders, ...) to it. The connection connects
 //   lazily, with the first subscription, and closes when the last
-//   replication using it is cancelled.
+//   replication using it is cancelled (which needs the start() fix below).
 // - Every time the socket connects (the first time and after each
 //   reconnect), RxDB runs a RESYNC: it pulls over HTTP from its checkpoint,
 //   so whatever changed while the socket was down arrives without a
 //   reSync() from the app.
 // - Each stream event is a pull bulk whose checkpoint RxDB takes as its
-//   own; the server makes each event start where the one before ended.
+//   own; the server makes each event start where the one before ended. The
+//   first event of a subscription starts where the server's fan-out stands
+//   when the subscription arrives, which it does not acknowledge; a change
+//   committed between a client's pull and that moment is skipped by the
+//   stream, and once a later event has moved the checkpoint past it, by
+//   later pulls too. The window is the few milliseconds after each connect.
 // - Close codes: the server closes with 4403 when the token of the
 //   connection or of a subscription expires (or connection_init carried a
 //   bad one), and with 1013 when it drops a subscriber that fell behind or
-//   cannot read changes; on shutdown the connection just ends. graphql-ws,
-//   as RxDB configures it, reconnects after all of these; a reconnect
+//   cannot read changes; on shutdown it closes with 1000. graphql-ws, as
+//   RxDB configures it, reconnects after all of these (after 1000 only
+//   because subscriptions are still open, and at once); a reconnect
 //   authenticates with the replication's current headers (see below) and
 //   is followed by the RESYNC above. RxDB itself sets no limit on tries,
 //   but graphql-ws gives up after retryAttempts (5 by default) failed
@@ -64,8 +70,16 @@
 //   and does not subscribe again; pushes and reSync() keep working. Refresh
 //   tokens before they expire: the server closes the connection at expiry
 //   and the reconnect must carry a valid token.
-// - Signed-in accounts: one account per websocket URL per process. To run
-//   several at once, give each its own wsUrl (any query string will do).
+// - Signed-in accounts: replications of several accounts may share a URL
+//   (each subscription runs as its own user), but the connection is
+//   authenticated with the token of the replication that opened it and is
+//   closed when that token expires. Give each account its own wsUrl (any
+//   query string will do) to keep them apart.
+// - replicateTidemark also works around three faults of RxDB 17.6 (see
+//   inOrderAfterPushes, guardDispose and the start() wrapper): stream events
+//   skipped for good while a resync pushes, an unhandled rejection when a
+//   replication is cancelled while its socket reconnects, and a second
+//   subscription (and a socket that never closes) after pause() and start().
 
 import { GRAPHQL_WEBSOCKET_BY_URL, replicateGraphQL } from 'rxdb/plugins/replication-graphql';
 
@@ -260,9 +274,11 @@ export function replicateTidemark(collection, options) {
   const streamText = streamSubscription(type);
   const streaming = Boolean(pull && live && wsUrl);
 
+  let replication;
+  const pullOptions = typeof pull === 'object' ? pull : {};
+  const afterPushes = inOrderAfterPushes(() => replication);
   // Read at every (re)connect and every (re)subscribe rather than once, so
   // that a token given with setHeaders() is the one the websocket sends.
-  let replication;
   const authorization = () => headerValue(replication?.clientState.headers, 'Authorization');
 
   replication = replicateGraphQL({
@@ -274,7 +290,7 @@ export function replicateTidemark(collection, options) {
     deletedField: 'deleted',
     live,
     pull: pull && {
-      ...(typeof pull === 'object' && pull),
+      ...pullOptions,
       // The plugin asks for batchSize documents and the replication takes a
       // shorter page as the end; both read this one number. Always set it:
       // left unset, the two use different defaults (20 and 100) and every
@@ -286,9 +302,13 @@ export function replicateTidemark(collection, options) {
         variables: { checkpoint: checkpoint ? { cursor: checkpoint.cursor } : null, limit },
       }),
       // The response is already {documents, checkpoint: {cursor}}, and so
-      // is each stream event: no responseModifier needed.
+      // is each stream event: nothing to reshape.
       dataPath: ['data', `pull${type}s`],
       ...(streaming && {
+        responseModifier: async (data, origin, checkpoint) => {
+          if (origin === 'stream') await afterPushes();
+          return pullOptions.responseModifier ? pullOptions.responseModifier(data, origin, checkpoint) : data;
+        },
         // graphql-ws serializes this payload each time it (re)subscribes,
         // so the getter hands the server the current token every time.
         streamQueryBuilder: () => ({
@@ -347,6 +367,40 @@ export function replicateTidemark(collection, options) {
     };
   }
   return replication;
+}
+
+/**
+ * Returns a function that resolves, in the order of its calls, once the
+ * replication has no push under way.
+ *
+ * RxDB 17.6 holds stream events back while a push of a local write is under
+ * way, but not while it pushes in its "initial sync" of the upstream, which
+ * is also how it pushes after start() and after every resync (reconnect,
+ * resume, reSync()). An event that comes in then, holding a document whose
+ * local edit is being pushed, is skipped (RxDB counts on the push to
+ * conflict), yet its checkpoint is taken. When the push was written before
+ * the event's change (another client's later edit, merged by the server),
+ * it does not conflict, and the client keeps its own version for good.
+ * Holding each stream event until the pushes are done closes that window;
+ * the events stay in order.
+ */
+function inOrderAfterPushes(getReplication) {
+  let last = Promise.resolve();
+  return () => {
+    const next = last.then(() => upstreamIdle(getReplication()));
+    last = next.catch(() => {});
+    return next;
+  };
+}
+
+async function upstreamIdle(replication) {
+  const state = replication?.internalReplicationState;
+  if (!state) return;
+  for (;;) {
+    const up = state.streamQueue.up;
+    await up.catch(() => {});
+    if (up === state.streamQueue.up) return;
+  }
 }
 
 const guarded = new WeakSet();

@@ -1,6 +1,10 @@
 package livesync
 
-import "context"
+import (
+	"context"
+
+	"github.com/tidemark/tidemark/collections"
+)
 
 // Disconnector closes the connection a subscription runs on, telling the
 // client to reconnect and resync from its checkpoint. Ending a subscription
@@ -19,4 +23,34 @@ func WithDisconnector(ctx context.Context, d Disconnector) context.Context {
 func disconnectorFrom(ctx context.Context) Disconnector {
 	d, _ := ctx.Value(disconnectorKey{}).(Disconnector)
 	return d
+}
+
+type startKey struct{}
+
+type start struct {
+	tenantID string
+	heads    map[string]int64 // collection name → head
+}
+
+// WithStart records the heads of the tenant's collections at the moment a
+// client's connection was accepted. Clients pull once connected; a stream
+// subscribed on that connection starts from these heads, so nothing that
+// commits between the client's pull and its subscription reaching the hub
+// is missed. A collection absent from heads starts from 0.
+func WithStart(ctx context.Context, tenantID string, heads []collections.ScopeHead) context.Context {
+	st := start{tenantID: tenantID, heads: map[string]int64{}}
+	for _, h := range heads {
+		if h.TenantID == tenantID {
+			st.heads[h.Collection] = h.Change
+		}
+	}
+	return context.WithValue(ctx, startKey{}, st)
+}
+
+func startFrom(ctx context.Context, tenantID string, c *collections.Collection) (int64, bool) {
+	st, ok := ctx.Value(startKey{}).(start)
+	if !ok || st.tenantID != tenantID {
+		return 0, false
+	}
+	return st.heads[c.Name], true
 }

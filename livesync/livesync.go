@@ -121,12 +121,17 @@ func (h *Hub) Subscribe(ctx context.Context, tenantID string, c *collections.Col
 		s = newScope(h, key)
 		h.scopes[key] = s
 	}
-	sub := &subscriber{deliver: deliver, disconnect: disconnectorFrom(ctx)}
+	sub := &subscriber{deliver: deliver, disconnect: disconnectorFrom(ctx), behindFrom: -1}
+	if from, ok := startFrom(ctx, tenantID, c); ok {
+		sub.behindFrom = from
+	}
 	s.add(sub)
 	h.mu.Unlock()
 
 	if !ok {
 		go s.run()
+	} else if sub.behindFrom >= 0 {
+		s.advance(0) // wake the scope to bring the newcomer up to date
 	}
 	// No goroutine per subscriber: with tens of thousands of idle
 	// subscriptions, every few KiB of stack counts.
@@ -201,6 +206,10 @@ func (h *Hub) Close() {
 type subscriber struct {
 	deliver    Deliver
 	disconnect Disconnector
+	// behindFrom is where the subscriber's stream must start when that is
+	// before the scope's position (see WithStart), until the scope has
+	// brought it up to date; -1 once it is in step with the scope.
+	behindFrom int64
 }
 
 // scope is the fan-out of one tenant's collection.
@@ -296,6 +305,9 @@ func (s *scope) catchUp(ctx context.Context, log *slog.Logger, failures *int) bo
 		s.mu.Unlock()
 	}
 	for {
+		if !s.bringUpToDate(ctx, log) {
+			return s.failed(log, failures, errBackfill)
+		}
 		s.mu.Lock()
 		pos, known := s.position, s.known
 		s.mu.Unlock()
@@ -327,6 +339,56 @@ func (s *scope) catchUp(ctx context.Context, log *slog.Logger, failures *int) bo
 			}
 		}
 	}
+}
+
+var errBackfill = errors.New("reading a new subscriber's missed changes failed")
+
+// bringUpToDate sends each subscriber that joined behind the scope's
+// position the changes between its start and that position, read for it
+// alone, so that its stream starts where its client's view of the data
+// does. Only the scope's goroutine moves the position, so it holds still
+// meanwhile.
+func (s *scope) bringUpToDate(ctx context.Context, log *slog.Logger) bool {
+	s.mu.Lock()
+	target := s.position
+	var behind []*subscriber
+	for sub := range s.subs {
+		switch {
+		case sub.behindFrom < 0:
+		case sub.behindFrom >= target:
+			sub.behindFrom = -1 // already there: the next event is its first
+		default:
+			behind = append(behind, sub)
+		}
+	}
+	s.mu.Unlock()
+	for _, sub := range behind {
+		from := sub.behindFrom
+		for from < target {
+			docs, err := s.hub.store.ChangesSince(ctx, s.key.tenantID, s.key.collection, from, s.hub.opts.BatchLimit)
+			if err != nil {
+				return false
+			}
+			cut := len(docs)
+			for cut > 0 && docs[cut-1].Change > target {
+				cut--
+			}
+			docs = docs[:cut]
+			if len(docs) == 0 {
+				break
+			}
+			from = docs[len(docs)-1].Change
+			ev := &Event{Documents: docs, Cursor: syncengine.EncodeCursor(s.key.collection, s.key.tenantID, from)}
+			if !sub.deliver(ev) {
+				s.drop(log, sub, "subscriber fell behind")
+				break
+			}
+		}
+		s.mu.Lock()
+		sub.behindFrom = -1
+		s.mu.Unlock()
+	}
+	return true
 }
 
 func (s *scope) failed(log *slog.Logger, failures *int, err error) bool {

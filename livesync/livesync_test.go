@@ -273,3 +273,43 @@ func TestLastSubscriberLeavingStopsTheScope(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// A client pulls once its connection is accepted; its subscription reaches
+// the hub a little later. Changes committed in between must come in its
+// stream, or a later event's checkpoint would carry the client past them.
+func TestSubscriberStartsFromItsConnectionsHeads(t *testing.T) {
+	d := dbtest.Open(t, db.PoolConfig{})
+	in := newInstance(t, d, 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	// An existing subscriber keeps the scope running and ahead.
+	early := newRecorder()
+	if err := in.hub.Subscribe(ctx, "t", collections.Note, early.deliver); err != nil {
+		t.Fatal(err)
+	}
+	waitSubscribers(t, in.hub, 1)
+	time.Sleep(50 * time.Millisecond)
+	push(t, in.engine, "t", note("n1", "before the connection"))
+	early.waitFor(t, 1)
+
+	heads, err := d.ScopeHeads(context.Background(), []string{"t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	connCtx := livesync.WithStart(ctx, "t", heads) // the connection is accepted here
+	push(t, in.engine, "t", note("n2", "between accept and subscribe"), note("n3", "also"))
+	early.waitFor(t, 3)
+
+	late := newRecorder()
+	if err := in.hub.Subscribe(connCtx, "t", collections.Note, late.deliver); err != nil {
+		t.Fatal(err)
+	}
+	if ids := late.waitFor(t, 2); fmt.Sprint(ids) != "[n2 n3]" {
+		t.Fatalf("the late subscriber got %v first; want [n2 n3], the changes since its connection", ids)
+	}
+	push(t, in.engine, "t", note("n4", "after"))
+	if ids := late.waitFor(t, 3); fmt.Sprint(ids) != "[n2 n3 n4]" {
+		t.Fatalf("the late subscriber got %v; want [n2 n3 n4]", ids)
+	}
+}

@@ -25,6 +25,7 @@ import (
 	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/tidemark/tidemark/auth"
+	"github.com/tidemark/tidemark/livesync"
 )
 
 // Config is what the HTTP surface needs. Zero limits take the defaults.
@@ -49,6 +50,10 @@ type Config struct {
 	// WebsocketPing is the keep-alive interval of websocket connections;
 	// a graphql-transport-ws peer that misses two pongs is dropped (default 20s).
 	WebsocketPing time.Duration
+
+	// Heads, if set, lets streams start from the moment their connection
+	// was accepted (see livesync.WithStart).
+	Heads livesync.HeadReader
 
 	// ResponseContext, if set, prepares the context of every response (each
 	// query, and each event of a subscription): the per-response dataloaders.
@@ -119,7 +124,7 @@ func NewGraphQL(cfg Config) (*handler.Server, error) {
 	}
 	srv.Use(newDepthLimit(cfg.MaxDepth))
 	srv.Use(extension.FixedComplexityLimit(cfg.ComplexityLimit))
-	srv.AroundOperations(authenticateSubscriptions(cfg.Verifier, cfg.Logger))
+	srv.AroundOperations(authenticateSubscriptions(cfg.Verifier, cfg.Heads, cfg.Logger))
 	srv.AroundFields(classifyFieldErrors)
 	srv.SetErrorPresenter(presentError(cfg.Logger))
 	srv.SetRecoverFunc(recoverPanic(cfg.Logger))

@@ -79,7 +79,7 @@ func websocketTransport(cfg Config) transport.Websocket {
 				}
 			},
 		},
-		InitFunc:    websocketInit(cfg.Verifier),
+		InitFunc:    websocketInit(cfg.Verifier, cfg.Heads, cfg.Logger),
 		InitTimeout: 10 * time.Second,
 		// graphql-transport-ws: ping, and drop a peer that misses two pongs.
 		PingPongInterval: cfg.WebsocketPing,
@@ -103,7 +103,7 @@ func websocketTransport(cfg Config) transport.Websocket {
 // bad token rejects the connection with 4403. A connection without one is
 // accepted, but may only run subscriptions whose `headers` argument carries
 // a valid token (see authenticateSubscriptions).
-func websocketInit(v *auth.Verifier) transport.WebsocketInitFunc {
+func websocketInit(v *auth.Verifier, heads livesync.HeadReader, log *slog.Logger) transport.WebsocketInitFunc {
 	return func(ctx context.Context, payload transport.InitPayload) (context.Context, *transport.InitPayload, error) {
 		conn := wsConnFrom(ctx)
 		ctx = livesync.WithDisconnector(ctx, func(reason string) {
@@ -116,18 +116,60 @@ func websocketInit(v *auth.Verifier) transport.WebsocketInitFunc {
 			// The upgrade request's identity, if it brought one, stays; its
 			// token expires like any other.
 			if id, ok := auth.FromContext(ctx); ok {
+				if err := stillValid(id); err != nil {
+					return reject(ctx), nil, err
+				}
 				closeAtExpiry(ctx, conn, id)
+				ctx = withStreamStart(ctx, heads, id, log)
 			}
 			return ctx, nil, nil
 		}
-		id, err := v.VerifyAuthorization(header)
+		id, err := verifyLive(v, header)
 		if err != nil {
-			reject := transport.AppendCloseReason(transport.WithWebsocketCloseCode(ctx, closeForbidden), "Forbidden")
-			return reject, nil, apperr.New(apperr.Unauthenticated, "%s", err.Error())
+			return reject(ctx), nil, err
 		}
 		closeAtExpiry(ctx, conn, id)
-		return auth.WithIdentity(ctx, id), nil, nil
+		return withStreamStart(auth.WithIdentity(ctx, id), heads, id, log), nil, nil
 	}
+}
+
+// withStreamStart records the tenant's heads as the connection (or
+// subscription) is accepted, before the client pulls, so its streams start
+// there (livesync.WithStart). Without them streams start where the hub
+// stands, which is only a little later.
+func withStreamStart(ctx context.Context, heads livesync.HeadReader, id auth.Identity, log *slog.Logger) context.Context {
+	if heads == nil {
+		return ctx
+	}
+	hs, err := heads.ScopeHeads(ctx, []string{id.TenantID})
+	if err != nil {
+		Logger(ctx, log).Warn("reading change heads for a new stream failed", "err", err)
+		return ctx
+	}
+	return livesync.WithStart(ctx, id.TenantID, hs)
+}
+
+func reject(ctx context.Context) context.Context {
+	return transport.AppendCloseReason(transport.WithWebsocketCloseCode(ctx, closeForbidden), "Forbidden")
+}
+
+// verifyLive verifies a token for a websocket. The verifier's leeway for
+// clock skew must not apply here: a connection accepted with a token that
+// has already expired would be closed at once by closeAtExpiry, and the
+// client would reconnect with the same token, again and again.
+func verifyLive(v *auth.Verifier, header string) (auth.Identity, error) {
+	id, err := v.VerifyAuthorization(header)
+	if err != nil {
+		return id, apperr.New(apperr.Unauthenticated, "%s", err.Error())
+	}
+	return id, stillValid(id)
+}
+
+func stillValid(id auth.Identity) error {
+	if !id.ExpiresAt.IsZero() && !time.Now().Before(id.ExpiresAt) {
+		return apperr.New(apperr.Unauthenticated, "token expired")
+	}
+	return nil
 }
 
 func initAuthorization(p transport.InitPayload) string {
@@ -157,7 +199,7 @@ func closeAtExpiry(ctx context.Context, conn *wsConn, id auth.Identity) {
 // authenticateSubscriptions reads the `headers` argument of a subscription
 // and, when it carries an Authorization, authenticates the subscription
 // with it: a bad token gets UNAUTHENTICATED and no data.
-func authenticateSubscriptions(v *auth.Verifier, log *slog.Logger) graphql.OperationMiddleware {
+func authenticateSubscriptions(v *auth.Verifier, heads livesync.HeadReader, log *slog.Logger) graphql.OperationMiddleware {
 	return func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 		oc := graphql.GetOperationContext(ctx)
 		if oc == nil || oc.Operation == nil || oc.Operation.Operation != ast.Subscription {
@@ -167,7 +209,7 @@ func authenticateSubscriptions(v *auth.Verifier, log *slog.Logger) graphql.Opera
 		if header == "" {
 			return next(ctx)
 		}
-		id, err := v.VerifyAuthorization(header)
+		id, err := verifyLive(v, header)
 		if err != nil {
 			Logger(ctx, log).Debug("subscription token refused", "err", err)
 			return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{{
@@ -176,7 +218,7 @@ func authenticateSubscriptions(v *auth.Verifier, log *slog.Logger) graphql.Opera
 			}}})
 		}
 		closeAtExpiry(ctx, wsConnFrom(ctx), id)
-		return next(auth.WithIdentity(ctx, id))
+		return next(withStreamStart(auth.WithIdentity(ctx, id), heads, id, log))
 	}
 }
 

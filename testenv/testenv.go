@@ -78,6 +78,7 @@ func New(tb testing.TB, opts Options) *Env {
 	cfg.Verifier = auth.NewVerifier(Secret)
 	cfg.Ready = d.CheckSchema
 	cfg.ResponseContext = dataloader.PerResponse(sources)
+	cfg.Heads = d
 	ctx, cancel := context.WithCancel(context.Background())
 	go livesync.PollingNotifier{Heads: d, Listeners: []livesync.HeadListener{hub, cache}, Interval: 50 * time.Millisecond}.Run(ctx)
 	tb.Cleanup(func() { cancel(); hub.Close() })

@@ -111,6 +111,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	})
 	handler, err := server.New(server.Config{
 		ResponseContext: dataloader.PerResponse(sources),
+		Heads:           m.db,
 		Schema:          schema,
 		Verifier:        auth.NewVerifier(secret),
 		Logger:          m.Log,

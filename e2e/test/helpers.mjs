@@ -109,7 +109,7 @@ export async function openClient(name, token, options = {}) {
       batchSize,
       wsUrl: stream && (wsUrl ?? `${websocketUrl(url)}?client=${dbName}`),
       wsOptions,
-      pull: {
+      pull: stream ? {
         responseModifier: (data, origin) => {
           if (origin === 'stream') {
             streamed[c].push(...data.documents);
@@ -117,7 +117,7 @@ export async function openClient(name, token, options = {}) {
           }
           return data;
         },
-      },
+      } : true,
       retryTime: 500,
       waitForLeadership: false,
       fetch: customFetch,
@@ -396,5 +396,20 @@ export const startServer = () => control('/start');
 /** A token of the given life, e.g. issueToken('tenant-1', 'user-b', '3s'). */
 export const issueToken = (tenant, user, ttl) =>
   control(`/token?${new URLSearchParams({ tenant, user, ttl })}`);
+
+/**
+ * Tokens of users A and B of a new tenant of their own, so that a client
+ * starts without the documents of other suites; without the harness's
+ * control endpoint, the tokens of env (tenant-1).
+ */
+export async function newTenant() {
+  if (!env.controlUrl) return { tenant: 'tenant-1', tokenA: env.tokenA, tokenB: env.tokenB };
+  const tenant = newId('tenant');
+  const [tokenA, tokenB] = await Promise.all([
+    issueToken(tenant, 'user-a', '1h'),
+    issueToken(tenant, 'user-b', '1h'),
+  ]);
+  return { tenant, tokenA, tokenB };
+}
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
