@@ -2,6 +2,7 @@ package livesync
 
 import (
 	"context"
+	"sync"
 
 	"github.com/tidemark/tidemark/collections"
 )
@@ -29,16 +30,21 @@ type startKey struct{}
 
 type start struct {
 	tenantID string
-	heads    map[string]int64 // collection name → head
+	mu       *sync.Mutex
+	heads    map[string]int64 // collection name → head; taken by the first stream of each
 }
 
 // WithStart records the heads of the tenant's collections at the moment a
 // client's connection was accepted. Clients pull once connected; a stream
 // subscribed on that connection starts from these heads, so nothing that
 // commits between the client's pull and its subscription reaching the hub
-// is missed. A collection absent from heads starts from 0.
+// is missed. A collection absent from heads starts from 0. Only the first
+// stream of each collection on the connection uses its head.
 func WithStart(ctx context.Context, tenantID string, heads []collections.ScopeHead) context.Context {
-	st := start{tenantID: tenantID, heads: map[string]int64{}}
+	st := start{tenantID: tenantID, mu: &sync.Mutex{}, heads: map[string]int64{}}
+	for _, c := range collections.All() {
+		st.heads[c.Name] = 0
+	}
 	for _, h := range heads {
 		if h.TenantID == tenantID {
 			st.heads[h.Collection] = h.Change
@@ -52,5 +58,11 @@ func startFrom(ctx context.Context, tenantID string, c *collections.Collection) 
 	if !ok || st.tenantID != tenantID {
 		return 0, false
 	}
-	return st.heads[c.Name], true
+	// Only the connection's first stream of a collection starts back at
+	// the accept-time head: a later one would replay everything since.
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	head, ok := st.heads[c.Name]
+	delete(st.heads, c.Name)
+	return head, ok
 }

@@ -330,6 +330,9 @@ func (s *scope) catchUp(ctx context.Context, log *slog.Logger, failures *int) bo
 		s.position = next
 		subs := make([]*subscriber, 0, len(s.subs))
 		for sub := range s.subs {
+			if sub.behindFrom >= 0 {
+				continue // joined meanwhile: bringUpToDate sends it this batch
+			}
 			subs = append(subs, sub)
 		}
 		s.mu.Unlock()

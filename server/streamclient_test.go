@@ -48,10 +48,10 @@ var errNoMessage = errors.New("no message within the timeout")
 
 // streamClient is one websocket connection to /graphql.
 //
-// A reader goroutine reads the socket and hands each message over an
-// unbuffered channel, so a test that stops calling read also stops the
-// reading of the socket (after one message): the server's writes then back
-// up in the TCP buffers as they would for a stalled phone.
+// A reader goroutine reads the socket and hands each message over a
+// channel (unbuffered by default), so a test that stops calling read also
+// stops the reading of the socket: the server's writes then back up in the
+// TCP buffers as they would for a stalled phone.
 type streamClient struct {
 	tb     testing.TB
 	proto  string
@@ -72,6 +72,9 @@ type streamDialOptions struct {
 	// loopback MSS (64 KiB): with less, a window that closed reopens only
 	// through zero-window probes, seconds apart, once the client reads again.
 	readBuffer int
+	// readAhead is how many messages the reader may hold for the test
+	// before it stops reading the socket (default 0: one).
+	readAhead int
 }
 
 // dialStream opens a websocket to base (http://host:port) with the
@@ -108,7 +111,7 @@ func dialStream(tb testing.TB, base, proto string, opts streamDialOptions) (*str
 		_ = conn.Close()
 		tb.Fatalf("negotiated subprotocol %q, want %q", got, proto)
 	}
-	c := &streamClient{tb: tb, proto: proto, conn: conn, frames: make(chan wsFrame), done: make(chan struct{})}
+	c := &streamClient{tb: tb, proto: proto, conn: conn, frames: make(chan wsFrame, opts.readAhead), done: make(chan struct{})}
 	go c.readLoop()
 	tb.Cleanup(func() {
 		close(c.done)
