@@ -167,13 +167,19 @@ func New(cfg Config) (http.Handler, error) {
 	}
 	mux.Handle("GET /{$}", playground.Handler("Tidemark", "/graphql", playgroundOpts...))
 
-	corsHandler := cors.New(cors.Options{
+	corsOptions := cors.Options{
 		AllowedOrigins: cfg.AllowedOrigins,
 		AllowedMethods: []string{http.MethodGet, http.MethodPost, http.MethodOptions},
 		AllowedHeaders: []string{"Authorization", "Content-Type", RequestIDHeader},
 		ExposedHeaders: []string{RequestIDHeader},
 		MaxAge:         600,
-	})
+	}
+	if len(cfg.AllowedOrigins) == 0 {
+		// rs/cors would read an empty list as "any origin"; an empty list
+		// means none here, as it does for websocket upgrades.
+		corsOptions.AllowOriginFunc = func(string) bool { return false }
+	}
+	corsHandler := cors.New(corsOptions)
 	return withRequestLogging(cfg.Logger, corsHandler.Handler(mux)), nil
 }
 
