@@ -137,17 +137,25 @@ func (d *DB) CountGrouped(ctx context.Context, tenantID string, c *collections.C
 }
 
 func buildGroupedCount(c *collections.Collection, tenantID, groupField string, groupIDs []string, q ListQuery) (string, []any, error) {
-	groupCol, _, _, err := column(c, groupField)
+	groupCol, where, args, err := groupedWhere(c, tenantID, groupField, groupIDs, q)
 	if err != nil {
 		return "", nil, err
+	}
+	return fmt.Sprintf("SELECT %s, count(*) FROM %s WHERE %s GROUP BY %s", groupCol, c.Table, where, groupCol), args, nil
+}
+
+// groupedWhere is q's WHERE clause narrowed to the given groups.
+func groupedWhere(c *collections.Collection, tenantID, groupField string, groupIDs []string, q ListQuery) (string, string, []any, error) {
+	groupCol, _, _, err := column(c, groupField)
+	if err != nil {
+		return "", "", nil, err
 	}
 	where, args, err := listWhere(c, tenantID, q, 1)
 	if err != nil {
-		return "", nil, err
+		return "", "", nil, err
 	}
 	args = append(args, groupIDs)
-	return fmt.Sprintf("SELECT %s, count(*) FROM %s WHERE %s AND %s = ANY($%d) GROUP BY %s",
-		groupCol, c.Table, where, groupCol, len(args), groupCol), args, nil
+	return groupCol, fmt.Sprintf("%s AND %s = ANY($%d)", where, groupCol, len(args)), args, nil
 }
 
 func (d *DB) queryDocuments(ctx context.Context, c *collections.Collection, sql string, args []any, sizeHint int) ([]collections.Document, error) {
@@ -298,11 +306,7 @@ func buildList(c *collections.Collection, tenantID string, q ListQuery) (string,
 }
 
 func buildGroupedList(c *collections.Collection, tenantID, groupField string, groupIDs []string, q ListQuery) (string, []any, error) {
-	groupCol, _, _, err := column(c, groupField)
-	if err != nil {
-		return "", nil, err
-	}
-	where, args, err := listWhere(c, tenantID, q, 1)
+	groupCol, where, args, err := groupedWhere(c, tenantID, groupField, groupIDs, q)
 	if err != nil {
 		return "", nil, err
 	}
@@ -310,7 +314,6 @@ func buildGroupedList(c *collections.Collection, tenantID, groupField string, gr
 		args = append(args, v)
 		return fmt.Sprintf("$%d", len(args))
 	}
-	where += fmt.Sprintf(" AND %s = ANY(%s)", groupCol, next(groupIDs))
 	keyset, order, err := keysetAndOrder(c, q, next)
 	if err != nil {
 		return "", nil, err

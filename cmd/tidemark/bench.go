@@ -62,6 +62,21 @@ func (b *benchTarget) signer() (func(tenant string) string, error) {
 	}, nil
 }
 
+// clientFor returns a client signed for *tenant, naming a new tenant with
+// prefix when none was given.
+func (b *benchTarget) clientFor(tenant *string, prefix string) (*loadtest.Client, error) {
+	sign, err := b.signer()
+	if err != nil {
+		return nil, err
+	}
+	if *tenant == "" {
+		*tenant = fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano())
+	}
+	c := b.client()
+	c.Token = sign(*tenant)
+	return c, nil
+}
+
 func (b *benchTarget) client() *loadtest.Client {
 	return &loadtest.Client{URL: b.url, HTTP: &http.Client{
 		Timeout:   time.Minute,
@@ -106,15 +121,10 @@ func benchSync(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	sign, err := target.signer()
+	client, err := target.clientFor(tenant, "bench")
 	if err != nil {
 		return err
 	}
-	if *tenant == "" {
-		*tenant = fmt.Sprintf("bench-%d", time.Now().UnixNano())
-	}
-	client := target.client()
-	client.Token = sign(*tenant)
 	rep, err := loadtest.Sync(ctx, client, cfg)
 	if err != nil {
 		return err
@@ -138,15 +148,10 @@ func benchRead(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	sign, err := target.signer()
+	client, err := target.clientFor(tenant, "read")
 	if err != nil {
 		return err
 	}
-	if *tenant == "" {
-		*tenant = fmt.Sprintf("read-%d", time.Now().UnixNano())
-	}
-	client := target.client()
-	client.Token = sign(*tenant)
 	if *seed {
 		if err := loadtest.SeedRead(ctx, client, cfg); err != nil {
 			return fmt.Errorf("seed: %w", err)
