@@ -95,7 +95,7 @@ func workOrderQuery(f *model.WorkOrderFilter, order *model.WorkOrderOrder) db.Li
 
 // connection runs a top-level list and shapes it with edge; the total is
 // counted only when the client asked for it.
-func connection[T any](ctx context.Context, r *Resolver, l readapi.List, edge func(*T, string) any, prefetch func(context.Context, *dataloader.Loaders, []collections.Document)) (edges []any, info *model.PageInfo, total int, err error) {
+func connection[T, E any](ctx context.Context, r *Resolver, l readapi.List, edge func(*T, string) E, prefetch func(context.Context, *dataloader.Loaders, []collections.Document)) (edges []E, info *model.PageInfo, total int, err error) {
 	id, err := callerFrom(ctx)
 	if err != nil {
 		return nil, nil, 0, err
@@ -112,7 +112,7 @@ func connection[T any](ctx context.Context, r *Resolver, l readapi.List, edge fu
 	if prefetch != nil {
 		prefetch(ctx, loadersFor(ctx, r, id.TenantID), res.Documents)
 	}
-	edges = make([]any, len(res.Documents))
+	edges = make([]E, len(res.Documents))
 	for i, d := range res.Documents {
 		edges[i] = edge(fromDocument[T](l.Collection, d), res.Cursors[i])
 	}
@@ -159,18 +159,6 @@ func nodeSelections(ctx context.Context, connType, edgeType, nodeType string) ma
 		}
 	}
 	return out
-}
-
-func workOrderEdges(edges []any) []*model.WorkOrderEdge {
-	out := make([]*model.WorkOrderEdge, len(edges))
-	for i, e := range edges {
-		out[i] = e.(*model.WorkOrderEdge)
-	}
-	return out
-}
-
-func newWorkOrderEdge(n *model.WorkOrder, cursor string) any {
-	return &model.WorkOrderEdge{Node: n, Cursor: cursor}
 }
 
 // siteWorkOrders is Site.workOrders: the first page of every site of a
