@@ -21,7 +21,7 @@ import (
 
 	"github.com/tidemark/tidemark/auth"
 	"github.com/tidemark/tidemark/collections"
-	"github.com/tidemark/tidemark/db"
+	"github.com/tidemark/tidemark/readapi"
 )
 
 // Sources are the reads the loaders batch: by-id lookups (which may go
@@ -38,9 +38,9 @@ type DocumentReader interface {
 
 // ListReader reads lists, grouped lists and grouped counts.
 type ListReader interface {
-	ListDocuments(ctx context.Context, tenantID string, c *collections.Collection, q db.ListQuery) ([]collections.Document, error)
-	ListGrouped(ctx context.Context, tenantID string, c *collections.Collection, groupField string, groupIDs []string, q db.ListQuery) (map[string][]collections.Document, error)
-	CountGrouped(ctx context.Context, tenantID string, c *collections.Collection, groupField string, groupIDs []string, q db.ListQuery) (map[string]int64, error)
+	ListDocuments(ctx context.Context, tenantID string, c *collections.Collection, q readapi.ListQuery) ([]collections.Document, error)
+	ListGrouped(ctx context.Context, tenantID string, c *collections.Collection, groupField string, groupIDs []string, q readapi.ListQuery) (map[string][]collections.Document, error)
+	CountGrouped(ctx context.Context, tenantID string, c *collections.Collection, groupField string, groupIDs []string, q readapi.ListQuery) (map[string]int64, error)
 }
 
 // wait is how long a loader collects keys before it reads. gqlgen resolves
@@ -62,8 +62,8 @@ type Loaders struct {
 	counts   map[*collections.Collection]*dataloadgen.Loader[GroupPageKey, int64]
 
 	mu      sync.Mutex
-	queries map[string]db.ListQuery // GroupPage queries by their key text
-	childMu sync.Mutex              // guards children, which grows on demand
+	queries map[string]readapi.ListQuery // GroupPage queries by their key text
+	childMu sync.Mutex                   // guards children, which grows on demand
 }
 
 type childKey struct {
@@ -81,7 +81,7 @@ func New(sources Sources, tenantID string) *Loaders {
 		children: map[childKey]*dataloadgen.Loader[string, []collections.Document]{},
 		pages:    map[*collections.Collection]*dataloadgen.Loader[GroupPageKey, []collections.Document]{},
 		counts:   map[*collections.Collection]*dataloadgen.Loader[GroupPageKey, int64]{},
-		queries:  map[string]db.ListQuery{},
+		queries:  map[string]readapi.ListQuery{},
 	}
 	for _, c := range collections.All() {
 		l.byID[c] = dataloadgen.NewMappedLoader(l.fetchByID(c), dataloadgen.WithWait(wait))
@@ -146,8 +146,8 @@ func (l *Loaders) Children(ctx context.Context, c *collections.Collection, field
 
 func (l *Loaders) fetchChildren(k childKey) func(context.Context, []string) (map[string][]collections.Document, error) {
 	return func(ctx context.Context, parentIDs []string) (map[string][]collections.Document, error) {
-		docs, err := l.sources.Lists.ListDocuments(ctx, l.tenantID, k.c, db.ListQuery{
-			Filters: []db.Filter{{Field: k.field, Op: db.OpIn, Value: parentIDs}},
+		docs, err := l.sources.Lists.ListDocuments(ctx, l.tenantID, k.c, readapi.ListQuery{
+			Filters: []readapi.Filter{{Field: k.field, Op: readapi.OpIn, Value: parentIDs}},
 			OrderBy: k.orderBy,
 			Limit:   maxChildren,
 		})
@@ -178,7 +178,7 @@ type GroupPageKey struct {
 // GroupPage loads the first q.Limit documents of c whose field holds
 // groupID, in q's order. Every group asked for with an equal query in this
 // response is read in one statement.
-func (l *Loaders) GroupPage(ctx context.Context, c *collections.Collection, field, groupID string, q db.ListQuery) ([]collections.Document, error) {
+func (l *Loaders) GroupPage(ctx context.Context, c *collections.Collection, field, groupID string, q readapi.ListQuery) ([]collections.Document, error) {
 	key := GroupPageKey{Field: field, GroupID: groupID, query: queryKey(q)}
 	l.rememberQuery(key.query, q)
 	docs, err := l.pages[c].Load(ctx, key)
@@ -209,14 +209,14 @@ func (l *Loaders) fetchGroupPages(c *collections.Collection) func(context.Contex
 }
 
 // PrefetchGroupPage queues a GroupPage load without waiting for it.
-func (l *Loaders) PrefetchGroupPage(ctx context.Context, c *collections.Collection, field, groupID string, q db.ListQuery) {
+func (l *Loaders) PrefetchGroupPage(ctx context.Context, c *collections.Collection, field, groupID string, q readapi.ListQuery) {
 	key := GroupPageKey{Field: field, GroupID: groupID, query: queryKey(q)}
 	l.rememberQuery(key.query, q)
 	l.pages[c].LoadThunk(ctx, key)
 }
 
 // PrefetchGroupCount queues a GroupCount load without waiting for it.
-func (l *Loaders) PrefetchGroupCount(ctx context.Context, c *collections.Collection, field, groupID string, q db.ListQuery) {
+func (l *Loaders) PrefetchGroupCount(ctx context.Context, c *collections.Collection, field, groupID string, q readapi.ListQuery) {
 	q.After, q.Limit, q.OrderBy, q.Desc = nil, 0, "", false
 	key := GroupPageKey{Field: field, GroupID: groupID, query: queryKey(q)}
 	l.rememberQuery(key.query, q)
@@ -225,7 +225,7 @@ func (l *Loaders) PrefetchGroupCount(ctx context.Context, c *collections.Collect
 
 // GroupCount loads how many documents of c whose field holds groupID
 // match q's filters; groups asked for with an equal query share one read.
-func (l *Loaders) GroupCount(ctx context.Context, c *collections.Collection, field, groupID string, q db.ListQuery) (int, error) {
+func (l *Loaders) GroupCount(ctx context.Context, c *collections.Collection, field, groupID string, q readapi.ListQuery) (int, error) {
 	q.After, q.Limit, q.OrderBy, q.Desc = nil, 0, "", false // only the filters count
 	key := GroupPageKey{Field: field, GroupID: groupID, query: queryKey(q)}
 	l.rememberQuery(key.query, q)
@@ -269,13 +269,13 @@ func batchesOf(keys []GroupPageKey) map[batch][]string {
 	return groups
 }
 
-func (l *Loaders) rememberQuery(key string, q db.ListQuery) {
+func (l *Loaders) rememberQuery(key string, q readapi.ListQuery) {
 	l.mu.Lock()
 	l.queries[key] = q
 	l.mu.Unlock()
 }
 
-func (l *Loaders) query(key string) (db.ListQuery, bool) {
+func (l *Loaders) query(key string) (readapi.ListQuery, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	q, ok := l.queries[key]
@@ -283,7 +283,7 @@ func (l *Loaders) query(key string) (db.ListQuery, bool) {
 }
 
 // queryKey is a canonical text of a list query, to group loads by.
-func queryKey(q db.ListQuery) string {
+func queryKey(q readapi.ListQuery) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s|%v|%v|%d|", q.OrderBy, q.Desc, q.IncludeDeleted, q.Limit)
 	if q.After != nil {

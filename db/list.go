@@ -8,46 +8,8 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/collections"
+	"github.com/tidemark/tidemark/readapi"
 )
-
-// FilterOp is how a list filter compares a field.
-type FilterOp int
-
-const (
-	OpEqual     FilterOp = iota // field = value
-	OpIn                        // field = ANY(values)
-	OpBefore                    // field < value
-	OpAtOrAfter                 // field >= value
-)
-
-// Filter narrows a list to documents whose Field (an API field name, or
-// "updatedAt") compares to Value by Op.
-type Filter struct {
-	Field string
-	Op    FilterOp
-	Value any
-}
-
-// ListQuery is one page of a keyset-paginated list of a tenant's documents.
-type ListQuery struct {
-	Filters        []Filter
-	IncludeDeleted bool
-	// OrderBy is an API field name, "updatedAt", or "" for the id alone.
-	// The id always breaks ties, so the order is total and pages are stable.
-	// NULLs sort as larger than every value.
-	OrderBy string
-	Desc    bool
-	// After, if set, starts the page after this position (exclusive), in
-	// the direction of the order.
-	After *ListKey
-	Limit int
-}
-
-// ListKey is a document's position in a list order: its sort value and id.
-type ListKey struct {
-	Value any // nil for a NULL sort value
-	ID    string
-}
 
 // nullsLast is what a NULL sort value compares as: later than any value.
 var nullsLast = map[collections.Kind]string{
@@ -57,19 +19,8 @@ var nullsLast = map[collections.Kind]string{
 	collections.String: "CAST(NULL AS TEXT)", // strings are never nullable sort keys today
 }
 
-// KeyOf returns the list position of doc under q's order.
-func KeyOf(c *collections.Collection, q ListQuery, doc collections.Document) ListKey {
-	switch q.OrderBy {
-	case "":
-		return ListKey{ID: doc.ID}
-	case "updatedAt":
-		return ListKey{Value: doc.UpdatedAt, ID: doc.ID}
-	}
-	return ListKey{Value: doc.Fields[q.OrderBy], ID: doc.ID}
-}
-
 // ListDocuments returns one page of the tenant's documents matching q.
-func (d *DB) ListDocuments(ctx context.Context, tenantID string, c *collections.Collection, q ListQuery) ([]collections.Document, error) {
+func (d *DB) ListDocuments(ctx context.Context, tenantID string, c *collections.Collection, q readapi.ListQuery) ([]collections.Document, error) {
 	sql, args, err := buildList(c, tenantID, q)
 	if err != nil {
 		return nil, err
@@ -78,7 +29,7 @@ func (d *DB) ListDocuments(ctx context.Context, tenantID string, c *collections.
 }
 
 // CountDocuments counts the tenant's documents matching the filters of q.
-func (d *DB) CountDocuments(ctx context.Context, tenantID string, c *collections.Collection, q ListQuery) (int64, error) {
+func (d *DB) CountDocuments(ctx context.Context, tenantID string, c *collections.Collection, q readapi.ListQuery) (int64, error) {
 	where, args, err := listWhere(c, tenantID, q, 1)
 	if err != nil {
 		return 0, err
@@ -95,7 +46,7 @@ func (d *DB) CountDocuments(ctx context.Context, tenantID string, c *collections
 // the first q.Limit matching documents in q's order (with q.After applied
 // within every group), in one statement: the batched form of a nested list
 // such as Site.workOrders.
-func (d *DB) ListGrouped(ctx context.Context, tenantID string, c *collections.Collection, groupField string, groupIDs []string, q ListQuery) (map[string][]collections.Document, error) {
+func (d *DB) ListGrouped(ctx context.Context, tenantID string, c *collections.Collection, groupField string, groupIDs []string, q readapi.ListQuery) (map[string][]collections.Document, error) {
 	sql, args, err := buildGroupedList(c, tenantID, groupField, groupIDs, q)
 	if err != nil {
 		return nil, err
@@ -114,7 +65,7 @@ func (d *DB) ListGrouped(ctx context.Context, tenantID string, c *collections.Co
 
 // CountGrouped counts, for each of groupIDs, the tenant's documents of c
 // whose group field holds it and that match q's filters, in one statement.
-func (d *DB) CountGrouped(ctx context.Context, tenantID string, c *collections.Collection, groupField string, groupIDs []string, q ListQuery) (map[string]int64, error) {
+func (d *DB) CountGrouped(ctx context.Context, tenantID string, c *collections.Collection, groupField string, groupIDs []string, q readapi.ListQuery) (map[string]int64, error) {
 	sql, args, err := buildGroupedCount(c, tenantID, groupField, groupIDs, q)
 	if err != nil {
 		return nil, err
@@ -136,7 +87,7 @@ func (d *DB) CountGrouped(ctx context.Context, tenantID string, c *collections.C
 	return out, rows.Err()
 }
 
-func buildGroupedCount(c *collections.Collection, tenantID, groupField string, groupIDs []string, q ListQuery) (string, []any, error) {
+func buildGroupedCount(c *collections.Collection, tenantID, groupField string, groupIDs []string, q readapi.ListQuery) (string, []any, error) {
 	groupCol, where, args, err := groupedWhere(c, tenantID, groupField, groupIDs, q)
 	if err != nil {
 		return "", nil, err
@@ -145,7 +96,7 @@ func buildGroupedCount(c *collections.Collection, tenantID, groupField string, g
 }
 
 // groupedWhere is q's WHERE clause narrowed to the given groups.
-func groupedWhere(c *collections.Collection, tenantID, groupField string, groupIDs []string, q ListQuery) (string, string, []any, error) {
+func groupedWhere(c *collections.Collection, tenantID, groupField string, groupIDs []string, q readapi.ListQuery) (string, string, []any, error) {
 	groupCol, _, _, err := column(c, groupField)
 	if err != nil {
 		return "", "", nil, err
@@ -211,7 +162,7 @@ func sortExpr(c *collections.Collection, orderBy string) (string, error) {
 }
 
 // listWhere builds the WHERE clause of q; args start at $first.
-func listWhere(c *collections.Collection, tenantID string, q ListQuery, first int) (string, []any, error) {
+func listWhere(c *collections.Collection, tenantID string, q readapi.ListQuery, first int) (string, []any, error) {
 	args := []any{tenantID}
 	next := func(v any) string {
 		args = append(args, v)
@@ -227,13 +178,13 @@ func listWhere(c *collections.Collection, tenantID string, q ListQuery, first in
 			return "", nil, err
 		}
 		switch f.Op {
-		case OpEqual:
+		case readapi.OpEqual:
 			conds = append(conds, fmt.Sprintf("%s = %s", col, next(f.Value)))
-		case OpIn:
+		case readapi.OpIn:
 			conds = append(conds, fmt.Sprintf("%s = ANY(%s)", col, next(f.Value)))
-		case OpBefore:
+		case readapi.OpBefore:
 			conds = append(conds, fmt.Sprintf("%s < %s", col, next(f.Value)))
-		case OpAtOrAfter:
+		case readapi.OpAtOrAfter:
 			conds = append(conds, fmt.Sprintf("%s >= %s", col, next(f.Value)))
 		default:
 			return "", nil, fmt.Errorf("unknown filter op %d", f.Op)
@@ -244,7 +195,7 @@ func listWhere(c *collections.Collection, tenantID string, q ListQuery, first in
 
 // keysetAndOrder returns the keyset condition (empty without After) and
 // the ORDER BY list of q.
-func keysetAndOrder(c *collections.Collection, q ListQuery, next func(any) string) (string, string, error) {
+func keysetAndOrder(c *collections.Collection, q readapi.ListQuery, next func(any) string) (string, string, error) {
 	sort, err := sortExpr(c, q.OrderBy)
 	if err != nil {
 		return "", "", err
@@ -284,7 +235,7 @@ func nullSentinel(kind collections.Kind) any {
 	return nil
 }
 
-func buildList(c *collections.Collection, tenantID string, q ListQuery) (string, []any, error) {
+func buildList(c *collections.Collection, tenantID string, q readapi.ListQuery) (string, []any, error) {
 	where, args, err := listWhere(c, tenantID, q, 1)
 	if err != nil {
 		return "", nil, err
@@ -305,7 +256,7 @@ func buildList(c *collections.Collection, tenantID string, q ListQuery) (string,
 		statementsFor(c).columns, c.Table, where, order, limit), args, nil
 }
 
-func buildGroupedList(c *collections.Collection, tenantID, groupField string, groupIDs []string, q ListQuery) (string, []any, error) {
+func buildGroupedList(c *collections.Collection, tenantID, groupField string, groupIDs []string, q readapi.ListQuery) (string, []any, error) {
 	groupCol, where, args, err := groupedWhere(c, tenantID, groupField, groupIDs, q)
 	if err != nil {
 		return "", nil, err
@@ -325,59 +276,4 @@ func buildGroupedList(c *collections.Collection, tenantID, groupField string, gr
 	cols := statementsFor(c).columns
 	return fmt.Sprintf("SELECT %s FROM (SELECT %s, row_number() OVER (PARTITION BY %s ORDER BY %s) AS page_row FROM %s WHERE %s) AS page WHERE page_row <= %s ORDER BY %s, page_row",
 		cols, cols, groupCol, order, c.Table, where, limit, groupCol), args, nil
-}
-
-// listStatementShapes builds, for the portability test, every shape of list
-// statement the builders can produce for c: each filter operator on each
-// field, each order (both directions, with and without a keyset) and each
-// grouping. A real statement ANDs several of these fragments together.
-func listStatementShapes(c *collections.Collection) []string {
-	fields := []string{"id", "updatedAt"}
-	for _, f := range c.Fields {
-		fields = append(fields, f.Name)
-	}
-	sample := func(field string) any {
-		_, kind, _, _ := column(c, field)
-		switch kind {
-		case collections.Int:
-			return int64(1)
-		case collections.Float:
-			return 1.5
-		case collections.Bool:
-			return true
-		case collections.Time:
-			return time.Now()
-		}
-		return "x"
-	}
-	var out []string
-	add := func(sql string, _ []any, err error) {
-		if err == nil {
-			out = append(out, sql)
-		}
-	}
-	for _, field := range fields {
-		for _, op := range []FilterOp{OpEqual, OpIn, OpBefore, OpAtOrAfter} {
-			q := ListQuery{Filters: []Filter{{Field: field, Op: op, Value: sample(field)}}, Limit: 10}
-			add(buildList(c, "t", q))
-			where, args, err := listWhere(c, "t", q, 1)
-			add(fmt.Sprintf("SELECT count(*) FROM %s WHERE %s", c.Table, where), args, err)
-		}
-		for _, desc := range []bool{false, true} {
-			for _, after := range []*ListKey{nil, {Value: sample(field), ID: "x"}, {Value: nil, ID: "x"}} {
-				q := ListQuery{OrderBy: field, Desc: desc, After: after, Limit: 10, IncludeDeleted: true}
-				if field == "id" {
-					q.OrderBy = ""
-				}
-				add(buildList(c, "t", q))
-				for _, f := range c.Fields {
-					if f.RefersTo != "" {
-						add(buildGroupedList(c, "t", f.Name, []string{"a"}, q))
-						add(buildGroupedCount(c, "t", f.Name, []string{"a"}, q))
-					}
-				}
-			}
-		}
-	}
-	return out
 }

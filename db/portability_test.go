@@ -83,7 +83,13 @@ func TestStatementsParseAsCockroachDB(t *testing.T) {
 		t.Errorf("db.Statements() holds %d of %d migrations", found, len(migrations))
 	}
 
-	all := append(append([]string{}, stmts...), savepointStatements...)
+	shapes := db.ListStatementShapes()
+	if len(shapes) == 0 {
+		t.Fatal("db.ListStatementShapes returned no statements")
+	}
+	all := append(append(append([]string{}, stmts...), shapes...), savepointStatements...)
+	t.Logf("parsing %d statements: %d fixed and per collection, %d list shapes, %d savepoints",
+		len(all), len(stmts), len(shapes), len(savepointStatements))
 	for i, sql := range all {
 		t.Run(statementName(i, sql), func(t *testing.T) {
 			if err := parseAsCockroachDB(sql); err != nil {

@@ -13,7 +13,6 @@ import (
 
 	"github.com/tidemark/tidemark/apperr"
 	"github.com/tidemark/tidemark/collections"
-	"github.com/tidemark/tidemark/db"
 )
 
 // Page sizes.
@@ -24,8 +23,8 @@ const (
 
 // Store is the storage the read API needs; *db.DB implements it.
 type Store interface {
-	ListDocuments(ctx context.Context, tenantID string, c *collections.Collection, q db.ListQuery) ([]collections.Document, error)
-	CountDocuments(ctx context.Context, tenantID string, c *collections.Collection, q db.ListQuery) (int64, error)
+	ListDocuments(ctx context.Context, tenantID string, c *collections.Collection, q ListQuery) ([]collections.Document, error)
+	CountDocuments(ctx context.Context, tenantID string, c *collections.Collection, q ListQuery) (int64, error)
 }
 
 // PageArgs are Relay's paging arguments.
@@ -69,7 +68,7 @@ type Result struct {
 // List is a list request: what to list, how, and which page.
 type List struct {
 	Collection *collections.Collection
-	Query      db.ListQuery // filters and order; paging is filled in from Page
+	Query      ListQuery // filters and order; paging is filled in from Page
 	Page       PageArgs
 }
 
@@ -84,7 +83,7 @@ func New(store Store) *Service { return &Service{store: store} }
 // whether another page follows.
 type Plan struct {
 	List     List
-	Query    db.ListQuery
+	Query    ListQuery
 	size     int
 	backward bool
 }
@@ -155,10 +154,10 @@ func (s *Service) Count(ctx context.Context, tenantID string, l List) (int, erro
 }
 
 // Cursors returns the cursor of each document under q's order.
-func Cursors(c *collections.Collection, q db.ListQuery, docs []collections.Document) []string {
+func Cursors(c *collections.Collection, q ListQuery, docs []collections.Document) []string {
 	out := make([]string, len(docs))
 	for i, d := range docs {
-		out[i] = encodeCursor(q.OrderBy, db.KeyOf(c, q, d))
+		out[i] = encodeCursor(q.OrderBy, KeyOf(c, q, d))
 	}
 	return out
 }
@@ -172,7 +171,7 @@ type listCursor struct {
 	ID    string  `json:"i"`
 }
 
-func encodeCursor(order string, key db.ListKey) string {
+func encodeCursor(order string, key ListKey) string {
 	lc := listCursor{Order: order, ID: key.ID}
 	if key.Value != nil {
 		var v string
@@ -189,17 +188,17 @@ func encodeCursor(order string, key db.ListKey) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func decodeCursor(c *collections.Collection, order, cursor, arg string) (db.ListKey, error) {
+func decodeCursor(c *collections.Collection, order, cursor, arg string) (ListKey, error) {
 	invalid := apperr.Invalid(arg, "is not a cursor of this list and order")
 	raw, err := base64.RawURLEncoding.DecodeString(cursor)
 	if err != nil || len(cursor) > 1000 {
-		return db.ListKey{}, invalid
+		return ListKey{}, invalid
 	}
 	var lc listCursor
 	if err := json.Unmarshal(raw, &lc); err != nil || lc.Order != order || lc.ID == "" {
-		return db.ListKey{}, invalid
+		return ListKey{}, invalid
 	}
-	key := db.ListKey{ID: lc.ID}
+	key := ListKey{ID: lc.ID}
 	if order == "" || lc.Value == nil {
 		return key, nil
 	}
@@ -207,7 +206,7 @@ func decodeCursor(c *collections.Collection, order, cursor, arg string) (db.List
 	if order != "updatedAt" {
 		f, ok := c.Field(order)
 		if !ok {
-			return db.ListKey{}, invalid
+			return ListKey{}, invalid
 		}
 		kind = f.Kind
 	}
@@ -215,25 +214,25 @@ func decodeCursor(c *collections.Collection, order, cursor, arg string) (db.List
 	case collections.Time:
 		t, err := time.Parse(time.RFC3339Nano, *lc.Value)
 		if err != nil {
-			return db.ListKey{}, invalid
+			return ListKey{}, invalid
 		}
 		key.Value = t
 	case collections.Int:
 		var n int64
 		if err := json.Unmarshal([]byte(*lc.Value), &n); err != nil {
-			return db.ListKey{}, invalid
+			return ListKey{}, invalid
 		}
 		key.Value = n
 	case collections.Float:
 		var f float64
 		if err := json.Unmarshal([]byte(*lc.Value), &f); err != nil {
-			return db.ListKey{}, invalid
+			return ListKey{}, invalid
 		}
 		key.Value = f
 	default:
 		var s string
 		if err := json.Unmarshal([]byte(*lc.Value), &s); err != nil {
-			return db.ListKey{}, invalid
+			return ListKey{}, invalid
 		}
 		key.Value = s
 	}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/tidemark/tidemark/collections"
 	"github.com/tidemark/tidemark/dataloader"
-	"github.com/tidemark/tidemark/db"
 	"github.com/tidemark/tidemark/graph/model"
 	"github.com/tidemark/tidemark/readapi"
 )
@@ -41,20 +40,20 @@ func pageInfo(res readapi.Result) *model.PageInfo {
 	return info
 }
 
-func siteQuery(f *model.SiteFilter) db.ListQuery {
-	var q db.ListQuery
+func siteQuery(f *model.SiteFilter) readapi.ListQuery {
+	var q readapi.ListQuery
 	if f == nil {
 		return q
 	}
 	if f.UpdatedSince != nil {
-		q.Filters = append(q.Filters, db.Filter{Field: "updatedAt", Op: db.OpAtOrAfter, Value: *f.UpdatedSince})
+		q.Filters = append(q.Filters, readapi.Filter{Field: "updatedAt", Op: readapi.OpAtOrAfter, Value: *f.UpdatedSince})
 	}
 	q.IncludeDeleted = f.IncludeDeleted != nil && *f.IncludeDeleted
 	return q
 }
 
-func workOrderQuery(f *model.WorkOrderFilter, order *model.WorkOrderOrder) db.ListQuery {
-	q := db.ListQuery{OrderBy: "updatedAt"}
+func workOrderQuery(f *model.WorkOrderFilter, order *model.WorkOrderOrder) readapi.ListQuery {
+	q := readapi.ListQuery{OrderBy: "updatedAt"}
 	if order != nil {
 		switch order.Field {
 		case model.WorkOrderOrderFieldDueAt:
@@ -72,22 +71,22 @@ func workOrderQuery(f *model.WorkOrderFilter, order *model.WorkOrderOrder) db.Li
 		for i, s := range f.Status {
 			statuses[i] = string(s)
 		}
-		q.Filters = append(q.Filters, db.Filter{Field: "status", Op: db.OpIn, Value: statuses})
+		q.Filters = append(q.Filters, readapi.Filter{Field: "status", Op: readapi.OpIn, Value: statuses})
 	}
 	if f.AssigneeID != nil {
-		q.Filters = append(q.Filters, db.Filter{Field: "assigneeId", Op: db.OpEqual, Value: *f.AssigneeID})
+		q.Filters = append(q.Filters, readapi.Filter{Field: "assigneeId", Op: readapi.OpEqual, Value: *f.AssigneeID})
 	}
 	if f.SiteID != nil {
-		q.Filters = append(q.Filters, db.Filter{Field: "siteId", Op: db.OpEqual, Value: *f.SiteID})
+		q.Filters = append(q.Filters, readapi.Filter{Field: "siteId", Op: readapi.OpEqual, Value: *f.SiteID})
 	}
 	if f.DueBefore != nil {
-		q.Filters = append(q.Filters, db.Filter{Field: "dueAt", Op: db.OpBefore, Value: *f.DueBefore})
+		q.Filters = append(q.Filters, readapi.Filter{Field: "dueAt", Op: readapi.OpBefore, Value: *f.DueBefore})
 	}
 	if f.DueAfter != nil {
-		q.Filters = append(q.Filters, db.Filter{Field: "dueAt", Op: db.OpAtOrAfter, Value: *f.DueAfter})
+		q.Filters = append(q.Filters, readapi.Filter{Field: "dueAt", Op: readapi.OpAtOrAfter, Value: *f.DueAfter})
 	}
 	if f.UpdatedSince != nil {
-		q.Filters = append(q.Filters, db.Filter{Field: "updatedAt", Op: db.OpAtOrAfter, Value: *f.UpdatedSince})
+		q.Filters = append(q.Filters, readapi.Filter{Field: "updatedAt", Op: readapi.OpAtOrAfter, Value: *f.UpdatedSince})
 	}
 	q.IncludeDeleted = f.IncludeDeleted != nil && *f.IncludeDeleted
 	return q
