@@ -1,7 +1,9 @@
 // Package collections describes Tidemark's synced collections: their fields,
 // which of them the client owns, and how push conflicts are settled. It is
-// the one registry the database layer, the sync engine and the resolvers read,
-// so a new collection is a schema file, a migration and an entry in registry.go.
+// the one registry the database layer, the sync engine and the resolvers read.
+// The registry itself (registry.generated.go) is generated from the @synced
+// types of the GraphQL schema by `go generate ./...`: the schema is the one
+// description of a collection.
 //
 // It knows neither SQL nor GraphQL; Field.Column is only the storage name the
 // db package uses.
@@ -53,12 +55,21 @@ type Field struct {
 	Nullable bool
 	MaxLen   int      // for String: the longest value in characters; 0 means DefaultMaxLen
 	Values   []string // for Enum: the allowed values
-	// ServerOwned fields are set by the server (Note.authorId from the caller),
-	// are ignored in input and never take part in conflict comparisons.
+	// ServerOwned fields are set by the server on every accepted write (from
+	// ServerValue), are ignored in input and never take part in conflict
+	// comparisons.
 	ServerOwned bool
+	ServerValue ServerValue
 	// RefersTo names the collection whose id this field holds, if any.
 	RefersTo string
 }
+
+// ServerValue names where the server takes a server-owned field's value
+// from; the schema declares it with @serverSet(value:).
+type ServerValue string
+
+// CallerUserID is the id of the user whose write is stored.
+const CallerUserID ServerValue = "CALLER_USER_ID"
 
 // DefaultMaxLen bounds strings that declare no MaxLen, so no field is unbounded.
 const DefaultMaxLen = 10_000
@@ -131,4 +142,14 @@ type ScopeHead struct {
 	TenantID   string
 	Collection string // Collection.Name
 	Change     int64
+}
+
+// ByName returns the registered collection with the given API name.
+func ByName(name string) (*Collection, bool) {
+	for _, c := range All() {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return nil, false
 }

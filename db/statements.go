@@ -100,6 +100,7 @@ func Statements() ([]string, error) {
 	out := []string{
 		stmtVersion, stmtCreateMigrationsTable, stmtAppliedMigrations, stmtRecordMigration,
 		stmtSchemaVersion, stmtLockScope, stmtAdvanceScope, stmtScopeHead, stmtScopeHeads,
+		stmtTableColumns,
 	}
 	ms, err := Migrations()
 	if err != nil {

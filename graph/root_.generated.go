@@ -46,6 +46,17 @@ type ComplexityRoot struct {
 		WorkOrderID func(childComplexity int) int
 	}
 
+	ChecklistItemConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	ChecklistItemEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
 	ChecklistItemPullBulk struct {
 		Checkpoint func(childComplexity int) int
 		Documents  func(childComplexity int) int
@@ -72,6 +83,17 @@ type ComplexityRoot struct {
 		WorkOrderID func(childComplexity int) int
 	}
 
+	NoteConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	NoteEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
 	NotePullBulk struct {
 		Checkpoint func(childComplexity int) int
 		Documents  func(childComplexity int) int
@@ -85,7 +107,9 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
+		ChecklistItems     func(childComplexity int, first *int, after *string, last *int, before *string, filter *model.ChecklistItemFilter) int
 		Node               func(childComplexity int, id string) int
+		Notes              func(childComplexity int, first *int, after *string, last *int, before *string, filter *model.NoteFilter) int
 		PullChecklistItems func(childComplexity int, checkpoint *model.CheckpointInput, limit int) int
 		PullNotes          func(childComplexity int, checkpoint *model.CheckpointInput, limit int) int
 		PullSites          func(childComplexity int, checkpoint *model.CheckpointInput, limit int) int
@@ -230,6 +254,38 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.ChecklistItem.WorkOrderID(childComplexity), true
 
+	case "ChecklistItemConnection.edges":
+		if e.ComplexityRoot.ChecklistItemConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ChecklistItemConnection.Edges(childComplexity), true
+	case "ChecklistItemConnection.pageInfo":
+		if e.ComplexityRoot.ChecklistItemConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ChecklistItemConnection.PageInfo(childComplexity), true
+	case "ChecklistItemConnection.totalCount":
+		if e.ComplexityRoot.ChecklistItemConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ChecklistItemConnection.TotalCount(childComplexity), true
+
+	case "ChecklistItemEdge.cursor":
+		if e.ComplexityRoot.ChecklistItemEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ChecklistItemEdge.Cursor(childComplexity), true
+	case "ChecklistItemEdge.node":
+		if e.ComplexityRoot.ChecklistItemEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ChecklistItemEdge.Node(childComplexity), true
+
 	case "ChecklistItemPullBulk.checkpoint":
 		if e.ComplexityRoot.ChecklistItemPullBulk.Checkpoint == nil {
 			break
@@ -338,6 +394,38 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Note.WorkOrderID(childComplexity), true
 
+	case "NoteConnection.edges":
+		if e.ComplexityRoot.NoteConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.NoteConnection.Edges(childComplexity), true
+	case "NoteConnection.pageInfo":
+		if e.ComplexityRoot.NoteConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.NoteConnection.PageInfo(childComplexity), true
+	case "NoteConnection.totalCount":
+		if e.ComplexityRoot.NoteConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.NoteConnection.TotalCount(childComplexity), true
+
+	case "NoteEdge.cursor":
+		if e.ComplexityRoot.NoteEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.NoteEdge.Cursor(childComplexity), true
+	case "NoteEdge.node":
+		if e.ComplexityRoot.NoteEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.NoteEdge.Node(childComplexity), true
+
 	case "NotePullBulk.checkpoint":
 		if e.ComplexityRoot.NotePullBulk.Checkpoint == nil {
 			break
@@ -376,6 +464,18 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.PageInfo.StartCursor(childComplexity), true
 
+	case "Query.checklistItems":
+		if e.ComplexityRoot.Query.ChecklistItems == nil {
+			break
+		}
+
+		args, err := ec.field_Query_checklistItems_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.ChecklistItems(childComplexity, args["first"].(*int), args["after"].(*string), args["last"].(*int), args["before"].(*string), args["filter"].(*model.ChecklistItemFilter)), true
+
 	case "Query.node":
 		if e.ComplexityRoot.Query.Node == nil {
 			break
@@ -387,6 +487,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Node(childComplexity, args["id"].(string)), true
+	case "Query.notes":
+		if e.ComplexityRoot.Query.Notes == nil {
+			break
+		}
+
+		args, err := ec.field_Query_notes_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Notes(childComplexity, args["first"].(*int), args["after"].(*string), args["last"].(*int), args["before"].(*string), args["filter"].(*model.NoteFilter)), true
 	case "Query.pullChecklistItems":
 		if e.ComplexityRoot.Query.PullChecklistItems == nil {
 			break
@@ -750,9 +861,11 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 	ec := newExecutionContext(opCtx, e, make(chan graphql.DeferredResult))
 	inputUnmarshalers := func() *graphql.InputUnmarshalerIndex {
 		return graphql.NewInputUnmarshalerIndex(
+			graphql.NewInputUnmarshaler("ChecklistItemFilter", ec.unmarshalInputChecklistItemFilter),
 			graphql.NewInputUnmarshaler("ChecklistItemInput", ec.unmarshalInputChecklistItemInput),
 			graphql.NewInputUnmarshaler("ChecklistItemPushRow", ec.unmarshalInputChecklistItemPushRow),
 			graphql.NewInputUnmarshaler("CheckpointInput", ec.unmarshalInputCheckpointInput),
+			graphql.NewInputUnmarshaler("NoteFilter", ec.unmarshalInputNoteFilter),
 			graphql.NewInputUnmarshaler("NoteInput", ec.unmarshalInputNoteInput),
 			graphql.NewInputUnmarshaler("NotePushRow", ec.unmarshalInputNotePushRow),
 			graphql.NewInputUnmarshaler("SiteFilter", ec.unmarshalInputSiteFilter),
@@ -857,98 +970,70 @@ func newExecutionContext(
 
 var sources = []*ast.Source{
 	{Name: "../schema/checklist_item.graphqls", Input: `"One step of a WorkOrder's checklist."
-type ChecklistItem implements Node {
+type ChecklistItem implements Node @synced(conflicts: MERGE_FIELDS) {
   id: ID!
-  workOrderId: ID!
-  label: String!
+  workOrderId: ID! @references(collection: "WorkOrder")
+  label: String! @length(max: 1000)
   done: Boolean!
   position: Int!
   "Set by the server on every accepted write."
   updatedAt: Time!
   deleted: Boolean!
-}
-
-"A ChecklistItem as a client writes it; updatedAt is accepted and ignored."
-input ChecklistItemInput {
-  id: ID!
-  workOrderId: ID!
-  label: String!
-  done: Boolean!
-  position: Int!
-  updatedAt: Time
-  deleted: Boolean!
-}
-
-input ChecklistItemPushRow {
-  assumedMasterState: ChecklistItemInput
-  newDocumentState: ChecklistItemInput!
-}
-
-type ChecklistItemPullBulk {
-  documents: [ChecklistItem!]!
-  checkpoint: Checkpoint!
-}
-
-extend type Query {
-  pullChecklistItems(checkpoint: CheckpointInput, limit: Int!): ChecklistItemPullBulk!
-}
-
-extend type Mutation {
-  pushChecklistItems(rows: [ChecklistItemPushRow!]!): [ChecklistItem!]!
-}
-
-extend type Subscription {
-  "Live changes of ChecklistItems: each event holds what a pull from the previous event's checkpoint would return."
-  streamChecklistItems(headers: StreamHeaders): ChecklistItemPullBulk!
 }
 `, BuiltIn: false},
+	{Name: "../schema/directives.graphqls", Input: `# The directives that describe synced collections. A type marked @synced gets
+# everything else from ` + "`" + `go generate ./...` + "`" + `: its input, push-row and pull-bulk
+# types, pull/push/stream operations, a Relay connection, node(id), the
+# collection description the engine and the database use, and a create-table
+# migration when no migration creates its table yet (docs/collections.md).
+
+"How a push settles a conflict: the client's assumed state is not the server's current one."
+enum ConflictPolicy {
+  "Nothing is written; the client gets the server's document and resolves the conflict."
+  CLIENT_RESOLVES
+  "Edits of different fields are merged and written; overlapping edits behave as CLIENT_RESOLVES."
+  MERGE_FIELDS
+}
+
+"Where the server takes the value of a server-set field from."
+enum ServerValue {
+  "The caller's user id (the token's subject)."
+  CALLER_USER_ID
+}
+
+"""
+A synced collection: devices pull, push and stream its documents. The type
+must implement Node and have id: ID!, updatedAt: Time! and deleted: Boolean!.
+plural names the operations (pull<plural>, …) when adding "s" is wrong.
+"""
+directive @synced(conflicts: ConflictPolicy!, plural: String) on OBJECT
+
+"The field holds the id of a document of another synced collection, in the caller's tenant."
+directive @references(collection: String!) on FIELD_DEFINITION
+
+"The longest string the field accepts, in characters."
+directive @length(max: Int!) on FIELD_DEFINITION
+
+"The server sets the field on every accepted write; what a client sends for it is ignored."
+directive @serverSet(value: ServerValue!) on FIELD_DEFINITION
+`, BuiltIn: false},
 	{Name: "../schema/note.graphqls", Input: `"A remark on a WorkOrder."
-type Note implements Node {
+type Note implements Node @synced(conflicts: CLIENT_RESOLVES) {
   id: ID!
-  workOrderId: ID!
-  body: String!
+  workOrderId: ID! @references(collection: "WorkOrder")
+  body: String! @length(max: 20000)
   "The user who last wrote the note; set by the server from the caller."
-  authorId: ID!
+  authorId: ID! @serverSet(value: CALLER_USER_ID)
   "Set by the server on every accepted write."
   updatedAt: Time!
   deleted: Boolean!
-}
-
-"A Note as a client writes it. authorId and updatedAt are accepted, so a client can send a note back as it received it, and are ignored."
-input NoteInput {
-  id: ID!
-  workOrderId: ID!
-  body: String!
-  authorId: ID
-  updatedAt: Time
-  deleted: Boolean!
-}
-
-input NotePushRow {
-  assumedMasterState: NoteInput
-  newDocumentState: NoteInput!
-}
-
-type NotePullBulk {
-  documents: [Note!]!
-  checkpoint: Checkpoint!
-}
-
-extend type Query {
-  pullNotes(checkpoint: CheckpointInput, limit: Int!): NotePullBulk!
-}
-
-extend type Mutation {
-  pushNotes(rows: [NotePushRow!]!): [Note!]!
-}
-
-extend type Subscription {
-  "Live changes of Notes: each event holds what a pull from the previous event's checkpoint would return."
-  streamNotes(headers: StreamHeaders): NotePullBulk!
 }
 `, BuiltIn: false},
 	{Name: "../schema/read.graphqls", Input: `# The read API: the ordinary GraphQL way to browse a tenant's data, for
 # online screens and the Playground. Devices sync with pull/push/stream.
+# Each synced collection's connection (sites, checklistItems, …) is
+# generated; what is declared here are the custom parts: the work orders'
+# filters and orders, and the nested fields between collections.
 
 "An object with a global id. A document's id is its global id."
 interface Node {
@@ -966,25 +1051,6 @@ type PageInfo {
 enum OrderDirection {
   ASC
   DESC
-}
-
-input SiteFilter {
-  "Only sites changed at or after this time."
-  updatedSince: Time
-  "Include deleted sites (tombstones)."
-  includeDeleted: Boolean = false
-}
-
-type SiteEdge {
-  node: Site!
-  cursor: String!
-}
-
-type SiteConnection {
-  edges: [SiteEdge!]!
-  pageInfo: PageInfo!
-  "All sites that match the filter, on every page."
-  totalCount: Int!
 }
 
 input WorkOrderFilter {
@@ -1015,23 +1081,9 @@ input WorkOrderOrder {
   direction: OrderDirection = ASC
 }
 
-type WorkOrderEdge {
-  node: WorkOrder!
-  cursor: String!
-}
-
-type WorkOrderConnection {
-  edges: [WorkOrderEdge!]!
-  pageInfo: PageInfo!
-  "All work orders that match the filter, on every page."
-  totalCount: Int!
-}
-
 extend type Query {
   "The document with this id in any collection of the caller's tenant, or null."
   node(id: ID!): Node
-  "Sites by id. Pages hold at most 500; the default is 50."
-  sites(first: Int, after: String, last: Int, before: String, filter: SiteFilter): SiteConnection!
   "Work orders, ordered by orderBy (default UPDATED_AT ASC). Pages hold at most 500; the default is 50."
   workOrders(first: Int, after: String, last: Int, before: String, filter: WorkOrderFilter, orderBy: WorkOrderOrder): WorkOrderConnection!
 }
@@ -1100,10 +1152,10 @@ input CheckpointInput {
 }
 `, BuiltIn: false},
 	{Name: "../schema/site.graphqls", Input: `"A place where work is done."
-type Site implements Node {
+type Site implements Node @synced(conflicts: CLIENT_RESOLVES) {
   id: ID!
-  name: String!
-  address: String!
+  name: String! @length(max: 500)
+  address: String! @length(max: 2000)
   latitude: Float
   longitude: Float
   "Set by the server on every accepted write."
@@ -1111,8 +1163,157 @@ type Site implements Node {
   "Tombstone: deleted documents stay so that every device learns of the delete."
   deleted: Boolean!
 }
+`, BuiltIn: false},
+	{Name: "../schema/work_order.graphqls", Input: `enum WorkOrderStatus {
+  OPEN
+  IN_PROGRESS
+  DONE
+  CANCELLED
+}
 
-"A Site as a client writes it. updatedAt is accepted so a client can send a document back as it received it, and is ignored."
+"A job to be done at a Site."
+type WorkOrder implements Node @synced(conflicts: MERGE_FIELDS) {
+  id: ID!
+  siteId: ID! @references(collection: "Site")
+  title: String! @length(max: 500)
+  description: String
+  status: WorkOrderStatus!
+  priority: Int!
+  assigneeId: ID
+  dueAt: Time
+  "Set by the server on every accepted write."
+  updatedAt: Time!
+  deleted: Boolean!
+}
+`, BuiltIn: false},
+	{Name: "../schema/checklist_item.synced.graphqls", Input: `# Generated by ` + "`" + `go generate ./...` + "`" + ` from the @synced type ChecklistItem in schema/checklist_item.graphqls. DO NOT EDIT.
+
+"A ChecklistItem as a client writes it. updatedAt and server-set fields are accepted, so a client can send back a document as it received it, and are ignored."
+input ChecklistItemInput {
+  id: ID!
+  workOrderId: ID!
+  label: String!
+  done: Boolean!
+  position: Int!
+  updatedAt: Time
+  deleted: Boolean!
+}
+
+"One document of a push: the state the client wants, and the server state it last saw."
+input ChecklistItemPushRow {
+  "The server state the client last saw; null for a document the client created."
+  assumedMasterState: ChecklistItemInput
+  newDocumentState: ChecklistItemInput!
+}
+
+"A page of changed ChecklistItems and the checkpoint after it."
+type ChecklistItemPullBulk {
+  documents: [ChecklistItem!]!
+  checkpoint: Checkpoint!
+}
+
+"Which ChecklistItems a list holds."
+input ChecklistItemFilter {
+  "Only ChecklistItems changed at or after this time."
+  updatedSince: Time
+  "Include deleted documents (tombstones)."
+  includeDeleted: Boolean = false
+}
+
+type ChecklistItemEdge {
+  node: ChecklistItem!
+  cursor: String!
+}
+
+type ChecklistItemConnection {
+  edges: [ChecklistItemEdge!]!
+  pageInfo: PageInfo!
+  "All documents that match the filter, on every page."
+  totalCount: Int!
+}
+
+extend type Query {
+  "Changed ChecklistItems after the checkpoint (null: from the beginning), in change order, at most limit (1..1000)."
+  pullChecklistItems(checkpoint: CheckpointInput, limit: Int!): ChecklistItemPullBulk!
+  "ChecklistItems, ordered by updatedAt. Pages hold at most 500; the default is 50."
+  checklistItems(first: Int, after: String, last: Int, before: String, filter: ChecklistItemFilter): ChecklistItemConnection!
+}
+
+extend type Mutation {
+  "Writes the rows in one transaction; returns the server state of every row not written exactly as sent."
+  pushChecklistItems(rows: [ChecklistItemPushRow!]!): [ChecklistItem!]!
+}
+
+extend type Subscription {
+  "Live changes of ChecklistItems: each event holds what a pull from the previous event's checkpoint would return."
+  streamChecklistItems(headers: StreamHeaders): ChecklistItemPullBulk!
+}
+`, BuiltIn: false},
+	{Name: "../schema/note.synced.graphqls", Input: `# Generated by ` + "`" + `go generate ./...` + "`" + ` from the @synced type Note in schema/note.graphqls. DO NOT EDIT.
+
+"A Note as a client writes it. updatedAt and server-set fields are accepted, so a client can send back a document as it received it, and are ignored."
+input NoteInput {
+  id: ID!
+  workOrderId: ID!
+  body: String!
+  authorId: ID
+  updatedAt: Time
+  deleted: Boolean!
+}
+
+"One document of a push: the state the client wants, and the server state it last saw."
+input NotePushRow {
+  "The server state the client last saw; null for a document the client created."
+  assumedMasterState: NoteInput
+  newDocumentState: NoteInput!
+}
+
+"A page of changed Notes and the checkpoint after it."
+type NotePullBulk {
+  documents: [Note!]!
+  checkpoint: Checkpoint!
+}
+
+"Which Notes a list holds."
+input NoteFilter {
+  "Only Notes changed at or after this time."
+  updatedSince: Time
+  "Include deleted documents (tombstones)."
+  includeDeleted: Boolean = false
+}
+
+type NoteEdge {
+  node: Note!
+  cursor: String!
+}
+
+type NoteConnection {
+  edges: [NoteEdge!]!
+  pageInfo: PageInfo!
+  "All documents that match the filter, on every page."
+  totalCount: Int!
+}
+
+extend type Query {
+  "Changed Notes after the checkpoint (null: from the beginning), in change order, at most limit (1..1000)."
+  pullNotes(checkpoint: CheckpointInput, limit: Int!): NotePullBulk!
+  "Notes, ordered by updatedAt. Pages hold at most 500; the default is 50."
+  notes(first: Int, after: String, last: Int, before: String, filter: NoteFilter): NoteConnection!
+}
+
+extend type Mutation {
+  "Writes the rows in one transaction; returns the server state of every row not written exactly as sent."
+  pushNotes(rows: [NotePushRow!]!): [Note!]!
+}
+
+extend type Subscription {
+  "Live changes of Notes: each event holds what a pull from the previous event's checkpoint would return."
+  streamNotes(headers: StreamHeaders): NotePullBulk!
+}
+`, BuiltIn: false},
+	{Name: "../schema/site.synced.graphqls", Input: `# Generated by ` + "`" + `go generate ./...` + "`" + ` from the @synced type Site in schema/site.graphqls. DO NOT EDIT.
+
+"A Site as a client writes it. updatedAt and server-set fields are accepted, so a client can send back a document as it received it, and are ignored."
 input SiteInput {
   id: ID!
   name: String!
@@ -1123,20 +1324,44 @@ input SiteInput {
   deleted: Boolean!
 }
 
+"One document of a push: the state the client wants, and the server state it last saw."
 input SitePushRow {
   "The server state the client last saw; null for a document the client created."
   assumedMasterState: SiteInput
   newDocumentState: SiteInput!
 }
 
+"A page of changed Sites and the checkpoint after it."
 type SitePullBulk {
   documents: [Site!]!
   checkpoint: Checkpoint!
 }
 
+"Which Sites a list holds."
+input SiteFilter {
+  "Only Sites changed at or after this time."
+  updatedSince: Time
+  "Include deleted documents (tombstones)."
+  includeDeleted: Boolean = false
+}
+
+type SiteEdge {
+  node: Site!
+  cursor: String!
+}
+
+type SiteConnection {
+  edges: [SiteEdge!]!
+  pageInfo: PageInfo!
+  "All documents that match the filter, on every page."
+  totalCount: Int!
+}
+
 extend type Query {
   "Changed Sites after the checkpoint (null: from the beginning), in change order, at most limit (1..1000)."
   pullSites(checkpoint: CheckpointInput, limit: Int!): SitePullBulk!
+  "Sites, ordered by updatedAt. Pages hold at most 500; the default is 50."
+  sites(first: Int, after: String, last: Int, before: String, filter: SiteFilter): SiteConnection!
 }
 
 extend type Mutation {
@@ -1149,29 +1374,9 @@ extend type Subscription {
   streamSites(headers: StreamHeaders): SitePullBulk!
 }
 `, BuiltIn: false},
-	{Name: "../schema/work_order.graphqls", Input: `enum WorkOrderStatus {
-  OPEN
-  IN_PROGRESS
-  DONE
-  CANCELLED
-}
+	{Name: "../schema/work_order.synced.graphqls", Input: `# Generated by ` + "`" + `go generate ./...` + "`" + ` from the @synced type WorkOrder in schema/work_order.graphqls. DO NOT EDIT.
 
-"A job to be done at a Site."
-type WorkOrder implements Node {
-  id: ID!
-  siteId: ID!
-  title: String!
-  description: String
-  status: WorkOrderStatus!
-  priority: Int!
-  assigneeId: ID
-  dueAt: Time
-  "Set by the server on every accepted write."
-  updatedAt: Time!
-  deleted: Boolean!
-}
-
-"A WorkOrder as a client writes it; updatedAt is accepted and ignored."
+"A WorkOrder as a client writes it. updatedAt and server-set fields are accepted, so a client can send back a document as it received it, and are ignored."
 input WorkOrderInput {
   id: ID!
   siteId: ID!
@@ -1185,21 +1390,38 @@ input WorkOrderInput {
   deleted: Boolean!
 }
 
+"One document of a push: the state the client wants, and the server state it last saw."
 input WorkOrderPushRow {
+  "The server state the client last saw; null for a document the client created."
   assumedMasterState: WorkOrderInput
   newDocumentState: WorkOrderInput!
 }
 
+"A page of changed WorkOrders and the checkpoint after it."
 type WorkOrderPullBulk {
   documents: [WorkOrder!]!
   checkpoint: Checkpoint!
 }
 
+type WorkOrderEdge {
+  node: WorkOrder!
+  cursor: String!
+}
+
+type WorkOrderConnection {
+  edges: [WorkOrderEdge!]!
+  pageInfo: PageInfo!
+  "All documents that match the filter, on every page."
+  totalCount: Int!
+}
+
 extend type Query {
+  "Changed WorkOrders after the checkpoint (null: from the beginning), in change order, at most limit (1..1000)."
   pullWorkOrders(checkpoint: CheckpointInput, limit: Int!): WorkOrderPullBulk!
 }
 
 extend type Mutation {
+  "Writes the rows in one transaction; returns the server state of every row not written exactly as sent."
   pushWorkOrders(rows: [WorkOrderPushRow!]!): [WorkOrder!]!
 }
 
@@ -1235,6 +1457,28 @@ func (ec *executionContext) childFields_ChecklistItem(ctx context.Context, field
 		return ec.fieldContext_ChecklistItem_workOrder(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type ChecklistItem", field.Name)
+}
+
+func (ec *executionContext) childFields_ChecklistItemConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_ChecklistItemConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_ChecklistItemConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_ChecklistItemConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ChecklistItemConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_ChecklistItemEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "node":
+		return ec.fieldContext_ChecklistItemEdge_node(ctx, field)
+	case "cursor":
+		return ec.fieldContext_ChecklistItemEdge_cursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ChecklistItemEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_ChecklistItemPullBulk(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1273,6 +1517,28 @@ func (ec *executionContext) childFields_Note(ctx context.Context, field graphql.
 		return ec.fieldContext_Note_workOrder(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Note", field.Name)
+}
+
+func (ec *executionContext) childFields_NoteConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_NoteConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_NoteConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_NoteConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type NoteConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_NoteEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "node":
+		return ec.fieldContext_NoteEdge_node(ctx, field)
+	case "cursor":
+		return ec.fieldContext_NoteEdge_cursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type NoteEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_NotePullBulk(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {

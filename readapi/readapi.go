@@ -157,7 +157,7 @@ func (s *Service) Count(ctx context.Context, tenantID string, l List) (int, erro
 func Cursors(c *collections.Collection, q ListQuery, docs []collections.Document) []string {
 	out := make([]string, len(docs))
 	for i, d := range docs {
-		out[i] = encodeCursor(q.OrderBy, KeyOf(c, q, d))
+		out[i] = encodeCursor(c, q.OrderBy, KeyOf(c, q, d))
 	}
 	return out
 }
@@ -166,13 +166,16 @@ func Cursors(c *collections.Collection, q ListQuery, docs []collections.Document
 // sort value and the id, as base64url JSON. Opaque to clients; refused when
 // used with another order.
 type listCursor struct {
-	Order string  `json:"o"`
-	Value *string `json:"v,omitempty"` // nil for a NULL sort value (or the id order)
-	ID    string  `json:"i"`
+	// Collection names the list's collection: connections of different
+	// collections share orders (updatedAt), never positions.
+	Collection string  `json:"c"`
+	Order      string  `json:"o"`
+	Value      *string `json:"v,omitempty"` // nil for a NULL sort value (or the id order)
+	ID         string  `json:"i"`
 }
 
-func encodeCursor(order string, key ListKey) string {
-	lc := listCursor{Order: order, ID: key.ID}
+func encodeCursor(c *collections.Collection, order string, key ListKey) string {
+	lc := listCursor{Collection: c.Name, Order: order, ID: key.ID}
 	if key.Value != nil {
 		var v string
 		switch x := key.Value.(type) {
@@ -195,7 +198,7 @@ func decodeCursor(c *collections.Collection, order, cursor, arg string) (ListKey
 		return ListKey{}, invalid
 	}
 	var lc listCursor
-	if err := json.Unmarshal(raw, &lc); err != nil || lc.Order != order || lc.ID == "" {
+	if err := json.Unmarshal(raw, &lc); err != nil || lc.Collection != c.Name || lc.Order != order || lc.ID == "" {
 		return ListKey{}, invalid
 	}
 	key := ListKey{ID: lc.ID}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 
@@ -40,15 +41,13 @@ func pageInfo(res readapi.Result) *model.PageInfo {
 	return info
 }
 
-func siteQuery(f *model.SiteFilter) readapi.ListQuery {
-	var q readapi.ListQuery
-	if f == nil {
-		return q
+// updatedSinceQuery is the query of a generated connection's filter:
+// documents changed at or after since, ordered by updatedAt.
+func updatedSinceQuery(since *time.Time, includeDeleted bool) readapi.ListQuery {
+	q := readapi.ListQuery{OrderBy: "updatedAt", IncludeDeleted: includeDeleted}
+	if since != nil {
+		q.Filters = append(q.Filters, readapi.Filter{Field: "updatedAt", Op: readapi.OpAtOrAfter, Value: *since})
 	}
-	if f.UpdatedSince != nil {
-		q.Filters = append(q.Filters, readapi.Filter{Field: "updatedAt", Op: readapi.OpAtOrAfter, Value: *f.UpdatedSince})
-	}
-	q.IncludeDeleted = f.IncludeDeleted != nil && *f.IncludeDeleted
 	return q
 }
 
@@ -92,9 +91,16 @@ func workOrderQuery(f *model.WorkOrderFilter, order *model.WorkOrderOrder) reada
 	return q
 }
 
+// prefetchers queue the nested loads of a collection's custom nested
+// fields for a page of its documents (see connection).
+var prefetchers = map[*collections.Collection]func(context.Context, *dataloader.Loaders, []collections.Document){
+	collections.Site:      prefetchSiteFields,
+	collections.WorkOrder: prefetchWorkOrderFields,
+}
+
 // connection runs a top-level list and shapes it with edge; the total is
 // counted only when the client asked for it.
-func connection[T, E any](ctx context.Context, r *Resolver, l readapi.List, edge func(*T, string) E, prefetch func(context.Context, *dataloader.Loaders, []collections.Document)) (edges []E, info *model.PageInfo, total int, err error) {
+func connection[T, E any](ctx context.Context, r *Resolver, l readapi.List, edge func(*T, string) E) (edges []E, info *model.PageInfo, total int, err error) {
 	id, err := callerFrom(ctx)
 	if err != nil {
 		return nil, nil, 0, err
@@ -108,7 +114,7 @@ func connection[T, E any](ctx context.Context, r *Resolver, l readapi.List, edge
 			return nil, nil, 0, err
 		}
 	}
-	if prefetch != nil {
+	if prefetch, ok := prefetchers[l.Collection]; ok {
 		prefetch(ctx, loadersFor(ctx, r, id.TenantID), res.Documents)
 	}
 	edges = make([]E, len(res.Documents))
@@ -292,16 +298,7 @@ func node(ctx context.Context, r *Resolver, docID string) (model.Node, error) {
 		if !ok {
 			continue
 		}
-		switch c {
-		case collections.Site:
-			return fromDocument[model.Site](c, doc), nil
-		case collections.WorkOrder:
-			return fromDocument[model.WorkOrder](c, doc), nil
-		case collections.ChecklistItem:
-			return fromDocument[model.ChecklistItem](c, doc), nil
-		case collections.Note:
-			return fromDocument[model.Note](c, doc), nil
-		}
+		return nodeOf[c](doc), nil
 	}
 	return nil, nil
 }

@@ -28,25 +28,12 @@ func (r *queryResolver) Node(ctx context.Context, id string) (model.Node, error)
 	return node(ctx, r.Resolver, id)
 }
 
-// Sites is the resolver for the sites field.
-func (r *queryResolver) Sites(ctx context.Context, first *int, after *string, last *int, before *string, filter *model.SiteFilter) (*model.SiteConnection, error) {
-	l := readapi.List{Collection: collections.Site, Query: siteQuery(filter), Page: pageArgs(first, after, last, before)}
-	edges, info, total, err := connection(ctx, r.Resolver, l, func(n *model.Site, cursor string) *model.SiteEdge {
-		return &model.SiteEdge{Node: n, Cursor: cursor}
-	}, prefetchSiteFields)
-	if err != nil {
-		return nil, err
-	}
-	conn := &model.SiteConnection{Edges: edges, PageInfo: info, TotalCount: total}
-	return conn, nil
-}
-
 // WorkOrders is the resolver for the workOrders field.
 func (r *queryResolver) WorkOrders(ctx context.Context, first *int, after *string, last *int, before *string, filter *model.WorkOrderFilter, orderBy *model.WorkOrderOrder) (*model.WorkOrderConnection, error) {
 	l := readapi.List{Collection: collections.WorkOrder, Query: workOrderQuery(filter, orderBy), Page: pageArgs(first, after, last, before)}
 	edges, info, total, err := connection(ctx, r.Resolver, l, func(n *model.WorkOrder, cursor string) *model.WorkOrderEdge {
 		return &model.WorkOrderEdge{Node: n, Cursor: cursor}
-	}, prefetchWorkOrderFields)
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -382,9 +382,10 @@ func TestReadFilters(t *testing.T) {
 		want   []string
 	}{
 		{"no filter lists live sites", nil, []string{"s-1", "s-2", "s-4"}},
-		{"includeDeleted true shows deleted sites", map[string]any{"includeDeleted": true}, []string{"s-1", "s-2", "s-3", "s-4"}},
+		// In updatedAt order: s-3 was deleted after s-4 was written.
+		{"includeDeleted true shows deleted sites", map[string]any{"includeDeleted": true}, []string{"s-1", "s-2", "s-4", "s-3"}},
 		{"updatedSince", map[string]any{"updatedSince": sitePush}, []string{"s-4"}},
-		{"updatedSince with includeDeleted", map[string]any{"updatedSince": sitePush, "includeDeleted": true}, []string{"s-3", "s-4"}},
+		{"updatedSince with includeDeleted", map[string]any{"updatedSince": sitePush, "includeDeleted": true}, []string{"s-4", "s-3"}},
 	}
 	for _, c := range siteCases {
 		t.Run("sites: "+c.name, func(t *testing.T) {

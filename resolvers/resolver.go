@@ -3,7 +3,7 @@
 // what the resolvers need and nothing else; no SQL lives here.
 package resolvers
 
-//go:generate sh -c "cd .. && go tool gqlgen generate"
+//go:generate sh -c "cd .. && go run ./cmd/tidemark-generate"
 
 import (
 	"context"

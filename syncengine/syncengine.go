@@ -185,10 +185,11 @@ func normalizeDocument(c *collections.Collection, caller Caller, doc *collection
 	return nil
 }
 
-// serverValue is the value of a server-owned field for a write by caller.
+// serverValue is the value of a server-owned field for a write by caller,
+// as the field's description (the schema's @serverSet) says.
 func serverValue(f collections.Field, caller Caller) any {
-	switch f.Name {
-	case "authorId":
+	switch f.ServerValue {
+	case collections.CallerUserID:
 		return caller.UserID
 	}
 	return nil

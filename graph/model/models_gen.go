@@ -33,7 +33,27 @@ type ChecklistItem struct {
 func (ChecklistItem) IsNode()            {}
 func (this ChecklistItem) GetID() string { return this.ID }
 
-// A ChecklistItem as a client writes it; updatedAt is accepted and ignored.
+type ChecklistItemConnection struct {
+	Edges    []*ChecklistItemEdge `json:"edges"`
+	PageInfo *PageInfo            `json:"pageInfo"`
+	// All documents that match the filter, on every page.
+	TotalCount int `json:"totalCount"`
+}
+
+type ChecklistItemEdge struct {
+	Node   *ChecklistItem `json:"node"`
+	Cursor string         `json:"cursor"`
+}
+
+// Which ChecklistItems a list holds.
+type ChecklistItemFilter struct {
+	// Only ChecklistItems changed at or after this time.
+	UpdatedSince *time.Time `json:"updatedSince,omitempty"`
+	// Include deleted documents (tombstones).
+	IncludeDeleted *bool `json:"includeDeleted,omitempty"`
+}
+
+// A ChecklistItem as a client writes it. updatedAt and server-set fields are accepted, so a client can send back a document as it received it, and are ignored.
 type ChecklistItemInput struct {
 	ID          string     `json:"id"`
 	WorkOrderID string     `json:"workOrderId"`
@@ -44,12 +64,15 @@ type ChecklistItemInput struct {
 	Deleted     bool       `json:"deleted"`
 }
 
+// A page of changed ChecklistItems and the checkpoint after it.
 type ChecklistItemPullBulk struct {
 	Documents  []*ChecklistItem `json:"documents"`
 	Checkpoint *Checkpoint      `json:"checkpoint"`
 }
 
+// One document of a push: the state the client wants, and the server state it last saw.
 type ChecklistItemPushRow struct {
+	// The server state the client last saw; null for a document the client created.
 	AssumedMasterState *ChecklistItemInput `json:"assumedMasterState,omitempty"`
 	NewDocumentState   *ChecklistItemInput `json:"newDocumentState"`
 }
@@ -83,7 +106,27 @@ type Note struct {
 func (Note) IsNode()            {}
 func (this Note) GetID() string { return this.ID }
 
-// A Note as a client writes it. authorId and updatedAt are accepted, so a client can send a note back as it received it, and are ignored.
+type NoteConnection struct {
+	Edges    []*NoteEdge `json:"edges"`
+	PageInfo *PageInfo   `json:"pageInfo"`
+	// All documents that match the filter, on every page.
+	TotalCount int `json:"totalCount"`
+}
+
+type NoteEdge struct {
+	Node   *Note  `json:"node"`
+	Cursor string `json:"cursor"`
+}
+
+// Which Notes a list holds.
+type NoteFilter struct {
+	// Only Notes changed at or after this time.
+	UpdatedSince *time.Time `json:"updatedSince,omitempty"`
+	// Include deleted documents (tombstones).
+	IncludeDeleted *bool `json:"includeDeleted,omitempty"`
+}
+
+// A Note as a client writes it. updatedAt and server-set fields are accepted, so a client can send back a document as it received it, and are ignored.
 type NoteInput struct {
 	ID          string     `json:"id"`
 	WorkOrderID string     `json:"workOrderId"`
@@ -93,12 +136,15 @@ type NoteInput struct {
 	Deleted     bool       `json:"deleted"`
 }
 
+// A page of changed Notes and the checkpoint after it.
 type NotePullBulk struct {
 	Documents  []*Note     `json:"documents"`
 	Checkpoint *Checkpoint `json:"checkpoint"`
 }
 
+// One document of a push: the state the client wants, and the server state it last saw.
 type NotePushRow struct {
+	// The server state the client last saw; null for a document the client created.
 	AssumedMasterState *NoteInput `json:"assumedMasterState,omitempty"`
 	NewDocumentState   *NoteInput `json:"newDocumentState"`
 }
@@ -135,7 +181,7 @@ func (this Site) GetID() string { return this.ID }
 type SiteConnection struct {
 	Edges    []*SiteEdge `json:"edges"`
 	PageInfo *PageInfo   `json:"pageInfo"`
-	// All sites that match the filter, on every page.
+	// All documents that match the filter, on every page.
 	TotalCount int `json:"totalCount"`
 }
 
@@ -144,14 +190,15 @@ type SiteEdge struct {
 	Cursor string `json:"cursor"`
 }
 
+// Which Sites a list holds.
 type SiteFilter struct {
-	// Only sites changed at or after this time.
+	// Only Sites changed at or after this time.
 	UpdatedSince *time.Time `json:"updatedSince,omitempty"`
-	// Include deleted sites (tombstones).
+	// Include deleted documents (tombstones).
 	IncludeDeleted *bool `json:"includeDeleted,omitempty"`
 }
 
-// A Site as a client writes it. updatedAt is accepted so a client can send a document back as it received it, and is ignored.
+// A Site as a client writes it. updatedAt and server-set fields are accepted, so a client can send back a document as it received it, and are ignored.
 type SiteInput struct {
 	ID        string     `json:"id"`
 	Name      string     `json:"name"`
@@ -162,11 +209,13 @@ type SiteInput struct {
 	Deleted   bool       `json:"deleted"`
 }
 
+// A page of changed Sites and the checkpoint after it.
 type SitePullBulk struct {
 	Documents  []*Site     `json:"documents"`
 	Checkpoint *Checkpoint `json:"checkpoint"`
 }
 
+// One document of a push: the state the client wants, and the server state it last saw.
 type SitePushRow struct {
 	// The server state the client last saw; null for a document the client created.
 	AssumedMasterState *SiteInput `json:"assumedMasterState,omitempty"`
@@ -216,7 +265,7 @@ func (this WorkOrder) GetID() string { return this.ID }
 type WorkOrderConnection struct {
 	Edges    []*WorkOrderEdge `json:"edges"`
 	PageInfo *PageInfo        `json:"pageInfo"`
-	// All work orders that match the filter, on every page.
+	// All documents that match the filter, on every page.
 	TotalCount int `json:"totalCount"`
 }
 
@@ -240,7 +289,7 @@ type WorkOrderFilter struct {
 	IncludeDeleted *bool `json:"includeDeleted,omitempty"`
 }
 
-// A WorkOrder as a client writes it; updatedAt is accepted and ignored.
+// A WorkOrder as a client writes it. updatedAt and server-set fields are accepted, so a client can send back a document as it received it, and are ignored.
 type WorkOrderInput struct {
 	ID          string          `json:"id"`
 	SiteID      string          `json:"siteId"`
@@ -260,14 +309,75 @@ type WorkOrderOrder struct {
 	Direction *OrderDirection     `json:"direction,omitempty"`
 }
 
+// A page of changed WorkOrders and the checkpoint after it.
 type WorkOrderPullBulk struct {
 	Documents  []*WorkOrder `json:"documents"`
 	Checkpoint *Checkpoint  `json:"checkpoint"`
 }
 
+// One document of a push: the state the client wants, and the server state it last saw.
 type WorkOrderPushRow struct {
+	// The server state the client last saw; null for a document the client created.
 	AssumedMasterState *WorkOrderInput `json:"assumedMasterState,omitempty"`
 	NewDocumentState   *WorkOrderInput `json:"newDocumentState"`
+}
+
+// How a push settles a conflict: the client's assumed state is not the server's current one.
+type ConflictPolicy string
+
+const (
+	// Nothing is written; the client gets the server's document and resolves the conflict.
+	ConflictPolicyClientResolves ConflictPolicy = "CLIENT_RESOLVES"
+	// Edits of different fields are merged and written; overlapping edits behave as CLIENT_RESOLVES.
+	ConflictPolicyMergeFields ConflictPolicy = "MERGE_FIELDS"
+)
+
+var AllConflictPolicy = []ConflictPolicy{
+	ConflictPolicyClientResolves,
+	ConflictPolicyMergeFields,
+}
+
+func (e ConflictPolicy) IsValid() bool {
+	switch e {
+	case ConflictPolicyClientResolves, ConflictPolicyMergeFields:
+		return true
+	}
+	return false
+}
+
+func (e ConflictPolicy) String() string {
+	return string(e)
+}
+
+func (e *ConflictPolicy) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = ConflictPolicy(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid ConflictPolicy", str)
+	}
+	return nil
+}
+
+func (e ConflictPolicy) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *ConflictPolicy) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e ConflictPolicy) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
 }
 
 type OrderDirection string
@@ -320,6 +430,61 @@ func (e *OrderDirection) UnmarshalJSON(b []byte) error {
 }
 
 func (e OrderDirection) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// Where the server takes the value of a server-set field from.
+type ServerValue string
+
+const (
+	// The caller's user id (the token's subject).
+	ServerValueCallerUserID ServerValue = "CALLER_USER_ID"
+)
+
+var AllServerValue = []ServerValue{
+	ServerValueCallerUserID,
+}
+
+func (e ServerValue) IsValid() bool {
+	switch e {
+	case ServerValueCallerUserID:
+		return true
+	}
+	return false
+}
+
+func (e ServerValue) String() string {
+	return string(e)
+}
+
+func (e *ServerValue) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = ServerValue(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid ServerValue", str)
+	}
+	return nil
+}
+
+func (e ServerValue) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *ServerValue) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e ServerValue) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

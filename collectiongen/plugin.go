@@ -1,0 +1,129 @@
+package collectiongen
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/99designs/gqlgen/codegen"
+	"github.com/99designs/gqlgen/codegen/config"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/formatter"
+)
+
+// Plugin is the gqlgen plugin: it injects each synced type's generated
+// schema before gqlgen loads the schema, writes the resolver bodies of the
+// generated operations, and writes the Go and SQL the rest of Tidemark
+// reads (see Paths).
+type Plugin struct {
+	Paths  Paths
+	schema *Schema
+	log    func(format string, args ...any)
+}
+
+// Paths are where the plugin writes, relative to the module root.
+type Paths struct {
+	Registry      string // collections/registry.generated.go
+	Resolvers     string // resolvers/collections.generated.go
+	Migrations    string // db/migrations
+	PrintedSchema string // docs/schema.graphql: the whole served schema, for review
+	// Imports of resolvers/collections.generated.go.
+	ResolverImports []string
+}
+
+// DefaultPaths are Tidemark's.
+var DefaultPaths = Paths{
+	Registry:      "collections/registry.generated.go",
+	Resolvers:     "resolvers/collections.generated.go",
+	Migrations:    "db/migrations",
+	PrintedSchema: "docs/schema.graphql",
+	ResolverImports: []string{
+		"github.com/tidemark/tidemark/collections",
+		"github.com/tidemark/tidemark/graph/model",
+		"github.com/tidemark/tidemark/readapi",
+	},
+}
+
+// New describes the synced types of cfg's schema sources.
+func New(cfg *config.Config, paths Paths, log func(format string, args ...any)) (*Plugin, error) {
+	sc, err := Describe(cfg.Sources)
+	if err != nil {
+		return nil, err
+	}
+	return &Plugin{Paths: paths, schema: sc, log: log}, nil
+}
+
+// Name implements plugin.Plugin.
+func (p *Plugin) Name() string { return "tidemark-collections" }
+
+// InjectSourcesEarly adds the generated schema of every synced type, so the
+// hand-written schema may extend and refer to generated types.
+func (p *Plugin) InjectSourcesEarly() ([]*ast.Source, error) {
+	return p.schema.Sources(), nil
+}
+
+// MutateConfig declares the collection directives as schema-only: they
+// describe storage and have no resolver-time behaviour.
+func (p *Plugin) MutateConfig(cfg *config.Config) error {
+	for _, d := range []string{"synced", "references", "length", "serverSet"} {
+		cfg.Directives[d] = config.DirectiveConfig{SkipRuntime: true}
+	}
+	return nil
+}
+
+// Implement writes the body of a generated operation's resolver; every
+// other resolver keeps what was written by hand.
+func (p *Plugin) Implement(prev string, f *codegen.Field) string {
+	if s, verb, ok := p.schema.Generates(f.Object.Name, f.Name); ok {
+		return ResolverBody(s, verb)
+	}
+	if strings.TrimSpace(prev) != "" {
+		return prev
+	}
+	return fmt.Sprintf("panic(fmt.Errorf(%q))", "not implemented: "+f.GoFieldName+" - "+f.Name)
+}
+
+// GenerateCode writes the collection registry, node(id)'s conversions, the
+// printed schema and any new table's migrations.
+func (p *Plugin) GenerateCode(data *codegen.Data) error {
+	registry, err := p.schema.RegistryGo()
+	if err != nil {
+		return err
+	}
+	if err := writeIfChanged(p.Paths.Registry, registry); err != nil {
+		return err
+	}
+	resolvers, err := p.schema.ResolversGo(p.Paths.ResolverImports...)
+	if err != nil {
+		return err
+	}
+	if err := writeIfChanged(p.Paths.Resolvers, resolvers); err != nil {
+		return err
+	}
+	var printed strings.Builder
+	printed.WriteString("# The schema Tidemark serves, printed by `go generate ./...`. DO NOT EDIT: edit schema/ instead.\n\n")
+	formatter.NewFormatter(&printed, formatter.WithIndent("  ")).FormatSchema(data.Schema)
+	if err := writeIfChanged(p.Paths.PrintedSchema, []byte(printed.String())); err != nil {
+		return err
+	}
+	migrations, err := p.schema.NewMigrations(p.Paths.Migrations)
+	if err != nil {
+		return err
+	}
+	for _, m := range migrations {
+		path := filepath.Join(p.Paths.Migrations, m.Name)
+		if err := os.WriteFile(path, []byte(m.SQL), 0o644); err != nil {
+			return err
+		}
+		p.log("wrote %s: review it and commit it with the schema change", path)
+	}
+	return nil
+}
+
+func writeIfChanged(path string, content []byte) error {
+	if old, err := os.ReadFile(path); err == nil && string(old) == string(content) {
+		return nil
+	}
+	return os.WriteFile(path, content, 0o644)
+}
