@@ -61,12 +61,12 @@ func resolveAccount(runAs string) (*account, error) {
 }
 
 // command prepares one of PostgreSQL's programs to run as c.acct, in the
-// data folder (or dir when not empty).
+// cluster folder (or dir when not empty).
 func (c *Cluster) command(ctx context.Context, dir, program string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, filepath.Join(c.binDir, program), args...)
 	cmd.Dir = dir
 	if cmd.Dir == "" {
-		cmd.Dir = c.dataDir
+		cmd.Dir = c.clusterDir
 	}
 	cmd.WaitDelay = 5 * time.Second
 	env := make([]string, 0, len(os.Environ())+4)

@@ -44,7 +44,7 @@ func (c *Cluster) ensureInitialized(ctx context.Context, noSync bool) error {
 }
 
 func (c *Cluster) initdb(ctx context.Context, noSync bool) error {
-	tmp := filepath.Join(c.dataDir, initTmpName)
+	tmp := filepath.Join(c.clusterDir, initTmpName)
 	if err := os.RemoveAll(tmp); err != nil { // left by an interrupted earlier attempt
 		return fmt.Errorf("removing %s: %w", tmp, err)
 	}

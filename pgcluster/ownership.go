@@ -11,42 +11,63 @@ import (
 	"strings"
 )
 
-// prepareDataDir creates the data folder (parents 0755, folder 0700) and,
-// when switching users, gives it to c.acct.
+// prepareDataDir creates the data folder and the cluster folder when it is
+// another (parents 0755, folders 0700) and, when switching users, gives the
+// cluster folder to c.acct. A data folder whose cluster lives elsewhere
+// stays root's: its user cannot reach it anyway.
 func (c *Cluster) prepareDataDir() error {
+	if c.clusterDir != c.dataDir {
+		if err := c.makeFolder("data folder", c.dataDir, false); err != nil {
+			return err
+		}
+	}
+	if err := c.makeFolder(c.clusterFolderName(), c.clusterDir, c.acct.switchUser); err != nil {
+		return err
+	}
+	return c.chownIfExists(c.logFile)
+}
+
+// clusterFolderName names the cluster folder in messages.
+func (c *Cluster) clusterFolderName() string {
+	if c.clusterDir != c.dataDir {
+		return "cluster folder"
+	}
+	return "data folder"
+}
+
+// makeFolder creates dir (parents 0755, dir 0700) unless it exists and,
+// when give is set, gives it to c.acct.
+func (c *Cluster) makeFolder(what, dir string, give bool) error {
 	var created []string
-	for d := filepath.Dir(c.dataDir); ; d = filepath.Dir(d) {
+	for d := filepath.Dir(dir); ; d = filepath.Dir(d) {
 		if _, err := os.Stat(d); err == nil || filepath.Dir(d) == d {
 			break
 		}
 		created = append(created, d)
 	}
-	if err := os.MkdirAll(filepath.Dir(c.dataDir), 0o755); err != nil {
-		return fmt.Errorf("creating data folder: %w", err)
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", what, err)
 	}
 	if c.acct.switchUser {
 		for _, d := range created { // the umask may have narrowed them
 			if err := os.Chmod(d, 0o755); err != nil {
-				return fmt.Errorf("creating data folder: %w", err)
+				return fmt.Errorf("creating %s: %w", what, err)
 			}
 		}
 	}
-	if err := os.Mkdir(c.dataDir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("creating data folder: %w", err)
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("creating %s: %w", what, err)
 	}
-	fi, err := os.Stat(c.dataDir)
+	fi, err := os.Stat(dir)
 	if err != nil {
-		return fmt.Errorf("data folder: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	if !fi.IsDir() {
-		return fmt.Errorf("data folder %s is not a folder", c.dataDir)
+		return fmt.Errorf("%s %s is not a folder", what, dir)
 	}
-	if c.acct.switchUser {
-		if err := os.Chown(c.dataDir, c.acct.uid, c.acct.gid); err != nil {
-			return fmt.Errorf("giving data folder to user %q: %w", c.acct.name, err)
-		}
-		if err := c.chownIfExists(c.logFile); err != nil {
-			return err
+	if give {
+		if err := os.Chown(dir, c.acct.uid, c.acct.gid); err != nil {
+			return fmt.Errorf("giving %s to user %q: %w", what, c.acct.name, err)
 		}
 	}
 	return nil
@@ -62,9 +83,10 @@ func (c *Cluster) chownIfExists(path string) error {
 	return nil
 }
 
-// acquireLock takes the data folder's lock file, held while the cluster runs.
+// acquireLock takes the cluster folder's lock file, held while the cluster
+// runs.
 func (c *Cluster) acquireLock() error {
-	path := filepath.Join(c.dataDir, lockName)
+	path := filepath.Join(c.clusterDir, lockName)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return fmt.Errorf("opening lock file: %w", err)

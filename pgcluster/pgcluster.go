@@ -16,6 +16,22 @@
 // When the process runs as root, PostgreSQL (which refuses to run as root)
 // runs as an unprivileged user, "postgres" by default, and the data folder
 // is owned by that user.
+//
+// If that user cannot reach the data folder (a clone below /root, mode
+// 0700, say) and the data folder holds no cluster yet, the cluster lives in
+// a cluster folder of its own instead, FallbackDir/<hash of the data
+// folder's path> (/var/lib/tidemark/... by default), owned by that user:
+//
+//	ClusterDir/pgdata/, ClusterDir/postgresql.log, ClusterDir/pgcluster.lock
+//	ClusterDir/data-folder         names the data folder, for people
+//	DataDir/pgcluster.location     names the cluster folder
+//
+// The data folder stays root's and keeps everything else (Tidemark's dev
+// secret). Every start of the same data folder finds the same cluster
+// folder, even once the data folder has become reachable. Removing the data
+// folder removes its cluster, as it does when the cluster lives inside it: a
+// start that finds a cluster for the data folder's path but no
+// pgcluster.location in the data folder starts afresh.
 package pgcluster
 
 import (
@@ -37,6 +53,7 @@ const Superuser = "tidemark"
 const (
 	DefaultDataDir      = "./tidemark-data"
 	DefaultRunAs        = "postgres"
+	DefaultFallbackDir  = "/var/lib/tidemark"
 	DefaultStartTimeout = 60 * time.Second
 )
 
@@ -46,13 +63,16 @@ var ErrInUse = errors.New("data folder is in use")
 
 var errLocked = errors.New("locked")
 
-// Names inside the data folder.
+// Names inside the data folder and the cluster folder.
 const (
 	pgDataName  = "pgdata"
 	initTmpName = "pgdata.initdb" // initdb works here, then it is renamed to pgdata
 	logName     = "postgresql.log"
 	lockName    = "pgcluster.lock"
 	confName    = "tidemark.conf" // inside pgdata, included by postgresql.conf
+
+	locationName   = "pgcluster.location" // in a data folder whose cluster lives elsewhere
+	dataFolderName = "data-folder"        // in such a cluster folder
 )
 
 // Config of an embedded cluster. Zero values are sensible defaults.
@@ -60,6 +80,10 @@ type Config struct {
 	// DataDir is the folder holding the cluster; it is created if missing
 	// (default "./tidemark-data"). Relative paths are made absolute.
 	DataDir string
+	// FallbackDir is where, when this process is root and PostgreSQL's
+	// user cannot reach DataDir, the cluster is kept instead, in a folder
+	// named after DataDir's path (default "/var/lib/tidemark").
+	FallbackDir string
 	// BinDir is the PostgreSQL bin folder; "" means FindBinDir.
 	BinDir string
 	// Port is the TCP port on 127.0.0.1; 0 picks a free one.
@@ -84,22 +108,31 @@ type Config struct {
 // Cluster is a running embedded PostgreSQL cluster. Its methods are safe
 // for concurrent use.
 type Cluster struct {
-	dataDir string // absolute
-	pgData  string // absolute, symlinks resolved once it exists
-	logFile string
-	binDir  string
-	major   int
-	port    int
-	acct    *account
-	log     *slog.Logger
+	dataDir    string // absolute
+	clusterDir string // absolute: dataDir, or a folder below Config.FallbackDir
+	pgData     string // absolute, symlinks resolved once it exists
+	logFile    string
+	binDir     string
+	major      int
+	port       int
+	acct       *account
+	log        *slog.Logger
+
+	// relocated is true when the cluster lives below Config.FallbackDir.
+	// marked tells whether the data folder holds pgcluster.location, and
+	// markedDir is the cluster folder that file names.
+	relocated bool
+	marked    bool
+	markedDir string
 
 	mu      sync.Mutex
 	lock    *os.File // nil once released
 	stopped bool
 }
 
-// Start initializes a cluster in cfg.DataDir if there is none yet, starts
-// the server on 127.0.0.1 and returns once it accepts connections.
+// Start initializes a cluster in cfg.DataDir (or, see the package
+// documentation, a folder below cfg.FallbackDir) if there is none yet,
+// starts the server on 127.0.0.1 and returns once it accepts connections.
 //
 // A stale postmaster.pid left by a crash does not prevent the start. A
 // server still running from an earlier, ended run of this folder is stopped
@@ -154,17 +187,27 @@ func newCluster(cfg Config) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgcluster: %w", err)
 	}
-	return &Cluster{
+	c := &Cluster{
 		dataDir: dataDir,
-		pgData:  filepath.Join(dataDir, pgDataName),
-		logFile: filepath.Join(dataDir, logName),
 		binDir:  binDir,
 		acct:    acct,
 		log:     logger.With("component", "pgcluster", "data_dir", dataDir),
-	}, nil
+	}
+	c.setClusterDir(dataDir)
+	return c, nil
+}
+
+// setClusterDir places the cluster's files in dir.
+func (c *Cluster) setClusterDir(dir string) {
+	c.clusterDir = dir
+	c.pgData = filepath.Join(dir, pgDataName)
+	c.logFile = filepath.Join(dir, logName)
 }
 
 func (c *Cluster) start(ctx context.Context, cfg Config) (err error) {
+	if err := c.locate(cfg.FallbackDir); err != nil {
+		return err
+	}
 	if c.major, err = c.probe(ctx); err != nil {
 		return err
 	}
@@ -179,6 +222,9 @@ func (c *Cluster) start(ctx context.Context, cfg Config) (err error) {
 			c.releaseLock()
 		}
 	}()
+	if err := c.claimClusterDir(ctx); err != nil {
+		return err
+	}
 	if err := c.ensureInitialized(ctx, cfg.Settings["fsync"] == "off"); err != nil {
 		return err
 	}
@@ -200,7 +246,7 @@ func (c *Cluster) start(ctx context.Context, cfg Config) (err error) {
 		return fmt.Errorf("PostgreSQL started but does not accept connections on port %d: %w%s", c.port, err, c.logTailSince(0))
 	}
 	pid, _ := c.Pid()
-	c.log.Info("PostgreSQL started", "port", c.port, "pid", pid, "version", c.major, "user", c.acct.name)
+	c.log.Info("PostgreSQL started", "port", c.port, "pid", pid, "version", c.major, "user", c.acct.name, "cluster_dir", c.clusterDir)
 	return nil
 }
 
@@ -209,6 +255,11 @@ func (c *Cluster) Port() int { return c.port }
 
 // DataDir returns the absolute path of the data folder.
 func (c *Cluster) DataDir() string { return c.dataDir }
+
+// ClusterDir returns the absolute path of the folder holding the cluster:
+// the data folder, or, when PostgreSQL's user cannot reach that, a folder
+// below Config.FallbackDir.
+func (c *Cluster) ClusterDir() string { return c.clusterDir }
 
 // LogFile returns the path of the server log.
 func (c *Cluster) LogFile() string { return c.logFile }

@@ -197,7 +197,7 @@ func (m *Main) openDatabase(ctx context.Context) error {
 			return err
 		}
 		url = cluster.URL("tidemark")
-		m.Log.Info("embedded PostgreSQL started", "data_dir", cluster.DataDir(), "port", cluster.Port())
+		m.Log.Info("embedded PostgreSQL started", "data_dir", cluster.DataDir(), "cluster_dir", cluster.ClusterDir(), "port", cluster.Port())
 	}
 	d, err := db.Open(ctx, url, db.PoolConfig{MaxConns: int32(m.Config.DBMaxConns)}, m.Log)
 	if err != nil {
