@@ -20,6 +20,11 @@ const (
 	Conflict        Code = "CONFLICT"
 	Unavailable     Code = "UNAVAILABLE"
 	Internal        Code = "INTERNAL"
+	// CheckpointExpired: the checkpoint is older than what the server keeps
+	// (tombstones are purged after a retention period) or belongs to
+	// another sync set; the client starts again from a null checkpoint,
+	// keeping its unsynced edits.
+	CheckpointExpired Code = "CHECKPOINT_EXPIRED"
 )
 
 // Error is an error meant for the client: its Message is safe to show.

@@ -10,6 +10,8 @@ package auth
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -42,12 +44,16 @@ type Identity struct {
 	UserID    string
 	TenantID  string
 	ExpiresAt time.Time
+	// Claims are the token's other top-level string claims (the role, for
+	// sync rules), by name.
+	Claims map[string]string
 }
 
 // Claims is the JWT payload understood by this package.
 type Claims struct {
 	jwt.RegisteredClaims
 	TenantID string `json:"tenant_id"`
+	Role     string `json:"role,omitempty"`
 }
 
 // authError carries a short, safe message (never the token) and unwraps to
@@ -159,7 +165,30 @@ func (v *Verifier) Verify(token string) (Identity, error) {
 		UserID:    claims.Subject,
 		TenantID:  claims.TenantID,
 		ExpiresAt: claims.ExpiresAt.Time,
+		Claims:    stringClaims(token),
 	}, nil
+}
+
+// stringClaims returns the top-level string claims of a token whose
+// signature has been verified.
+func stringClaims(token string) map[string]string {
+	_, rest, _ := strings.Cut(token, ".")
+	payload, _, _ := strings.Cut(rest, ".")
+	raw, err := base64.RawURLEncoding.DecodeString(payload)
+	if err != nil {
+		return nil
+	}
+	var all map[string]any
+	if json.Unmarshal(raw, &all) != nil {
+		return nil
+	}
+	out := make(map[string]string, len(all))
+	for k, v := range all {
+		if s, ok := v.(string); ok {
+			out[k] = s
+		}
+	}
+	return out
 }
 
 // classify maps a jwt parse error to a short human message.
@@ -208,6 +237,12 @@ func (v *Verifier) VerifyAuthorization(header string) (Identity, error) {
 // Issue mints an HS256 token for userID in tenantID, valid for ttl from now
 // (time.Now() if now is zero). Used by `tidemark token` and dev mode.
 func Issue(secret []byte, tenantID, userID string, ttl time.Duration, now time.Time) (string, error) {
+	return IssueWithRole(secret, tenantID, userID, "", ttl, now)
+}
+
+// IssueWithRole is Issue with a "role" claim (none when role is empty), the
+// claim the default sync rules read.
+func IssueWithRole(secret []byte, tenantID, userID, role string, ttl time.Duration, now time.Time) (string, error) {
 	switch {
 	case len(secret) == 0:
 		return "", errors.New("auth: empty signing secret")
@@ -228,6 +263,7 @@ func Issue(secret []byte, tenantID, userID string, ttl time.Duration, now time.T
 			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 		},
 		TenantID: tenantID,
+		Role:     role,
 	}
 	s, err := jwt.NewWithClaims(signingMethod, claims).SignedString(secret)
 	if err != nil {

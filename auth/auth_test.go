@@ -9,6 +9,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -155,7 +156,7 @@ func TestVerify(t *testing.T) {
 			if tc.token != "" && strings.Contains(err.Error(), tc.token) {
 				t.Errorf("error message echoes the token")
 			}
-			if id != (Identity{}) {
+			if id.UserID != "" || id.TenantID != "" || !id.ExpiresAt.IsZero() || id.Claims != nil {
 				t.Errorf("identity on error = %+v, want zero", id)
 			}
 		})
@@ -404,7 +405,7 @@ func TestContext(t *testing.T) {
 	}
 	want := Identity{UserID: "u", TenantID: "t", ExpiresAt: testNow}
 	got, ok := FromContext(WithIdentity(context.Background(), want))
-	if !ok || got != want {
+	if !ok || !reflect.DeepEqual(got, want) {
 		t.Errorf("FromContext = %+v, %v; want %+v, true", got, ok, want)
 	}
 }

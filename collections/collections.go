@@ -135,6 +135,43 @@ type Writer interface {
 	// Put stores docs as the next changes, in slice order, and returns them
 	// as stored (with their change numbers and UpdatedAt set).
 	Put(ctx context.Context, docs []Document) ([]Document, error)
+
+	// The rest maintains bucket membership (partial replication) in the
+	// same transaction; c may be another collection than the written one.
+
+	// Documents reads current documents of c by id, deleted ones included.
+	Documents(ctx context.Context, c *Collection, ids []string) (map[string]Document, error)
+	// Children reads the live documents of c whose field holds one of parentIDs.
+	Children(ctx context.Context, c *Collection, field string, parentIDs []string) ([]Document, error)
+	// Members reads the bucket rows of c's documents with the given ids.
+	Members(ctx context.Context, c *Collection, ids []string) (map[string][]Member, error)
+	// SetMembers writes bucket rows of c's documents.
+	SetMembers(ctx context.Context, c *Collection, changes []MemberChange) error
+	// Reserve takes c's change lock (once per transaction; callers take
+	// locks in one global order) and reserves n change numbers of c,
+	// returning the first.
+	Reserve(ctx context.Context, c *Collection, n int) (int64, error)
+}
+
+// Member is a bucket's row for one document: how many of the bucket's
+// documents bring it in, and whether the bucket holds it now.
+type Member struct {
+	Bucket  string
+	Change  int64 // the row's position in the bucket
+	Refs    int64
+	Present bool
+}
+
+// MemberChange sets a document's row in a bucket at a change number.
+type MemberChange struct {
+	DocID   string
+	Bucket  string
+	Change  int64
+	Refs    int64
+	Present bool
+	// Removed is, for a row that is not present, the last state the bucket
+	// held: all that a removal may show the bucket's callers.
+	Removed *Document
 }
 
 // ScopeHead is the latest change number of one tenant's collection.

@@ -78,18 +78,31 @@ type Writer struct {
 	tenantID   string
 	collection *collections.Collection
 	now        time.Time
+	locked     map[string]bool // collections whose change lock this transaction holds
 }
 
 // WriteDocuments runs fn in a transaction (through RunTx, so it may run more
 // than once) after taking the scope's change lock: fn reads the current
 // documents with Writer.Get, decides, and writes with Writer.Put. Nothing fn
 // wrote is visible to others until it returns nil and the commit succeeds.
+//
+// The transaction states its isolation instead of inheriting the server's:
+// on PostgreSQL READ COMMITTED, because each statement after a change lock
+// must see what the lock's previous holder committed (a checklist item's
+// write reads its work order's buckets after taking its own lock, and a
+// reassignment that moves the item waits for that lock); CockroachDB runs
+// it SERIALIZABLE, where the same conflicts end in a retry.
 func (d *DB) WriteDocuments(ctx context.Context, tenantID string, c *collections.Collection, fn func(w collections.Writer) error) error {
-	return d.RunTx(ctx, TxOptions{}, func(tx pgx.Tx) error {
+	opts := TxOptions{IsoLevel: pgx.ReadCommitted}
+	if d.Dialect == CockroachDB {
+		opts.IsoLevel = pgx.Serializable
+	}
+	return d.RunTx(ctx, opts, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, stmtLockScope, tenantID, c.Name); err != nil {
 			return fmt.Errorf("lock %s changes: %w", c.Name, err)
 		}
-		return fn(&Writer{tx: tx, tenantID: tenantID, collection: c, now: collections.NormalizeTime(time.Now())})
+		return fn(&Writer{tx: tx, tenantID: tenantID, collection: c, now: collections.NormalizeTime(time.Now()),
+			locked: map[string]bool{c.Name: true}})
 	})
 }
 
@@ -171,6 +184,12 @@ func newDocumentScanner(c *collections.Collection) *documentScanner {
 }
 
 func (s *documentScanner) scan(rows pgx.Rows) (collections.Document, error) {
+	return s.scanWith(rows)
+}
+
+// scanWith scans a row whose select list has the columns of extra before
+// the document's.
+func (s *documentScanner) scanWith(rows pgx.Rows, extra ...any) (collections.Document, error) {
 	var doc collections.Document
 	s.dest[0], s.dest[1], s.dest[2], s.dest[3] = &doc.ID, &doc.Change, &doc.UpdatedAt, &doc.Deleted
 	for i, f := range s.c.Fields {
@@ -189,7 +208,7 @@ func (s *documentScanner) scan(rows pgx.Rows) (collections.Document, error) {
 			return doc, fmt.Errorf("field %s: unknown kind %v", f.Name, f.Kind)
 		}
 	}
-	if err := rows.Scan(s.dest...); err != nil {
+	if err := rows.Scan(append(extra, s.dest...)...); err != nil {
 		return doc, err
 	}
 	doc.UpdatedAt = doc.UpdatedAt.UTC()

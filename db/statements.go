@@ -100,7 +100,7 @@ func Statements() ([]string, error) {
 	out := []string{
 		stmtVersion, stmtCreateMigrationsTable, stmtAppliedMigrations, stmtRecordMigration,
 		stmtSchemaVersion, stmtLockScope, stmtAdvanceScope, stmtScopeHead, stmtScopeHeads,
-		stmtTableColumns,
+		stmtTableColumns, stmtMembersOf, stmtSetMember, stmtPurgeHorizon,
 	}
 	ms, err := Migrations()
 	if err != nil {
@@ -111,7 +111,12 @@ func Statements() ([]string, error) {
 	}
 	for _, c := range collections.All() {
 		s := statementsFor(c)
-		out = append(out, s.byIDs, s.changes, s.upsert)
+		out = append(out, s.byIDs, s.changes, s.upsert, bucketChangesSQL(c))
+		for _, f := range c.Fields {
+			if f.RefersTo != "" {
+				out = append(out, childrenSQL(c, f))
+			}
+		}
 		// List statements are built per query: the portability test adds
 		// their shapes (ListStatementShapes in list_test.go).
 	}

@@ -3,6 +3,7 @@ package livesync_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,19 +14,54 @@ import (
 	"github.com/tidemark/tidemark/db/dbtest"
 	"github.com/tidemark/tidemark/livesync"
 	"github.com/tidemark/tidemark/syncengine"
+	"github.com/tidemark/tidemark/syncrules"
 )
 
 func TestMain(m *testing.M) { dbtest.Main(m) }
 
-// countingStore counts change reads, to prove they are shared.
+// countingStore counts change reads, to prove they are shared, and the
+// reads of a scope's starting position, so a test can wait for them.
 type countingStore struct {
 	*db.DB
-	reads atomic.Int64
+	reads     atomic.Int64
+	headReads atomic.Int64
+	headRead  chan struct{} // a wake-up after each head read
+}
+
+func newCountingStore(d *db.DB) *countingStore {
+	return &countingStore{DB: d, headRead: make(chan struct{}, 1)}
 }
 
 func (s *countingStore) ChangesSince(ctx context.Context, tenant string, c *collections.Collection, after int64, limit int) ([]collections.Document, error) {
 	s.reads.Add(1)
 	return s.DB.ChangesSince(ctx, tenant, c, after, limit)
+}
+
+func (s *countingStore) ScopeHead(ctx context.Context, tenant string, c *collections.Collection) (int64, error) {
+	head, err := s.DB.ScopeHead(ctx, tenant, c)
+	if err == nil {
+		s.headReads.Add(1)
+		select {
+		case s.headRead <- struct{}{}:
+		default: // a wake-up is already pending
+		}
+	}
+	return head, err
+}
+
+// waitScopesStarted waits until n scopes have read their starting position
+// (the head when they started). A change committed after that reaches their
+// subscribers; one committed before it is behind them, for a pull.
+func (s *countingStore) waitScopesStarted(t *testing.T, n int64) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for s.headReads.Load() < n {
+		select {
+		case <-s.headRead:
+		case <-deadline:
+			t.Fatalf("%d scopes read their starting position; want %d", s.headReads.Load(), n)
+		}
+	}
 }
 
 func note(id, body string) collections.Document {
@@ -42,7 +78,7 @@ type instance struct {
 // commits notify the hub at once, a poller covers other instances.
 func newInstance(t *testing.T, d *db.DB, poll time.Duration) *instance {
 	t.Helper()
-	store := &countingStore{DB: d}
+	store := newCountingStore(d)
 	hub := livesync.New(store, livesync.Options{})
 	engine := syncengine.New(d)
 	engine.OnCommit(func(tenant string, c *collections.Collection, head int64, _ []collections.Document) {
@@ -72,38 +108,53 @@ func (r *recorder) deliver(ev *livesync.Event) bool {
 	return true
 }
 
-// docs returns the ids received, in order, waiting until there are want.
+func (r *recorder) ids() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var ids []string
+	for _, ev := range r.events {
+		for _, d := range ev.Documents {
+			ids = append(ids, d.ID)
+		}
+	}
+	return ids
+}
+
+// waitFor returns the ids received, in order, waiting until there are want.
 func (r *recorder) waitFor(t *testing.T, want int) []string {
+	t.Helper()
+	return r.waitUntil(t, fmt.Sprintf("%d documents", want), func(ids []string) bool { return len(ids) >= want })
+}
+
+// waitForID returns the ids received, in order, waiting until id is one.
+func (r *recorder) waitForID(t *testing.T, id string) []string {
+	t.Helper()
+	return r.waitUntil(t, id, func(ids []string) bool { return slices.Contains(ids, id) })
+}
+
+func (r *recorder) waitUntil(t *testing.T, want string, done func([]string) bool) []string {
 	t.Helper()
 	deadline := time.After(10 * time.Second)
 	for {
-		r.mu.Lock()
-		var ids []string
-		for _, ev := range r.events {
-			for _, d := range ev.Documents {
-				ids = append(ids, d.ID)
-			}
-		}
-		r.mu.Unlock()
-		if len(ids) >= want {
+		ids := r.ids()
+		if done(ids) {
 			return ids
 		}
 		select {
 		case <-r.notify:
 		case <-deadline:
-			t.Fatalf("received %d documents (%v); want %d", len(ids), ids, want)
+			t.Fatalf("received %d documents (%v); want %s", len(ids), ids, want)
 		}
 	}
 }
 
-func waitSubscribers(t *testing.T, hub *livesync.Hub, n int) {
+// wantSubscribers checks the hub's subscriber count. Subscribe counts a
+// subscriber before it returns, and the hub forgets a dropped one before
+// calling its Disconnector, so there is nothing to wait for.
+func wantSubscribers(t *testing.T, hub *livesync.Hub, n int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for hub.Stats().Subscribers != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("hub has %d subscribers; want %d", hub.Stats().Subscribers, n)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if got := hub.Stats().Subscribers; got != n {
+		t.Fatalf("hub has %d subscribers; want %d", got, n)
 	}
 }
 
@@ -129,12 +180,12 @@ func TestSubscribersReceiveCommittedChangesInOrderWithOneReadPerBatch(t *testing
 	defer cancel()
 	for i := range recs {
 		recs[i] = newRecorder()
-		if err := in.hub.Subscribe(ctx, "t1", collections.Note, recs[i].deliver); err != nil {
+		if err := in.hub.Subscribe(ctx, "t1", collections.Note, wholeTenant, recs[i].deliver); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitSubscribers(t, in.hub, subscribers)
-	time.Sleep(50 * time.Millisecond) // let the scope read its starting position
+	wantSubscribers(t, in.hub, subscribers)
+	in.store.waitScopesStarted(t, 1)
 	readsBefore := in.store.reads.Load()
 
 	push(t, in.engine, "t1", note("n1", "a"), note("n2", "b"))
@@ -150,7 +201,7 @@ func TestSubscribersReceiveCommittedChangesInOrderWithOneReadPerBatch(t *testing
 	r.mu.Lock()
 	last := r.events[len(r.events)-1]
 	r.mu.Unlock()
-	res, err := in.engine.Pull(context.Background(), "t1", collections.Note, &last.Cursor, 10)
+	res, err := in.engine.Pull(context.Background(), syncengine.Caller{TenantID: "t1"}, collections.Note, &last.Cursor, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,31 +214,57 @@ func TestSubscribersReceiveCommittedChangesInOrderWithOneReadPerBatch(t *testing
 }
 
 func TestTenantsOnlySeeTheirOwnChanges(t *testing.T) {
+	a, b := twoTenantsStreams(t, func(_, b *recorder) livesync.Deliver { return b.deliver })
+	if err := onlyOwnChanges(a, b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The control: a hub that hands tenant B's events to tenant A's subscriber
+// too is caught, by the same check.
+func TestTenantCheckCatchesALeak(t *testing.T) {
+	a, b := twoTenantsStreams(t, func(a, b *recorder) livesync.Deliver {
+		return func(ev *livesync.Event) bool { a.deliver(ev); return b.deliver(ev) }
+	})
+	if err := onlyOwnChanges(a, b); err == nil {
+		t.Fatalf("tenant A's subscriber got %v, tenant B's %v, and the check saw no leak", a, b)
+	}
+}
+
+// twoTenantsStreams subscribes a recorder to each of two tenants' notes
+// (tenant B's through deliverB), pushes a change for each tenant and, once
+// both have arrived, a marker for each. It returns what each recorder had
+// received by its marker. Anything of the other tenant's would have come
+// before it: each scope delivers in change order, and the markers commit
+// after the other tenant's change was delivered.
+func twoTenantsStreams(t *testing.T, deliverB func(a, b *recorder) livesync.Deliver) (a, b []string) {
+	t.Helper()
 	d := dbtest.Open(t, db.PoolConfig{})
 	in := newInstance(t, d, 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	a, b := newRecorder(), newRecorder()
-	if err := in.hub.Subscribe(ctx, "tenant-a", collections.Note, a.deliver); err != nil {
+	ra, rb := newRecorder(), newRecorder()
+	if err := in.hub.Subscribe(ctx, "tenant-a", collections.Note, wholeTenant, ra.deliver); err != nil {
 		t.Fatal(err)
 	}
-	if err := in.hub.Subscribe(ctx, "tenant-b", collections.Note, b.deliver); err != nil {
+	if err := in.hub.Subscribe(ctx, "tenant-b", collections.Note, wholeTenant, deliverB(ra, rb)); err != nil {
 		t.Fatal(err)
 	}
-	waitSubscribers(t, in.hub, 2)
-	time.Sleep(50 * time.Millisecond)
+	in.store.waitScopesStarted(t, 2)
 	push(t, in.engine, "tenant-a", note("a1", "for a"))
 	push(t, in.engine, "tenant-b", note("b1", "for b"))
-	if ids := a.waitFor(t, 1); fmt.Sprint(ids) != "[a1]" {
-		t.Fatalf("tenant-a got %v", ids)
+	ra.waitForID(t, "a1")
+	rb.waitForID(t, "b1")
+	push(t, in.engine, "tenant-a", note("a2", "marker for a"))
+	push(t, in.engine, "tenant-b", note("b2", "marker for b"))
+	return ra.waitForID(t, "a2"), rb.waitForID(t, "b2")
+}
+
+func onlyOwnChanges(a, b []string) error {
+	if fmt.Sprint(a) != "[a1 a2]" || fmt.Sprint(b) != "[b1 b2]" {
+		return fmt.Errorf("tenant A's subscriber got %v, tenant B's %v; want [a1 a2] and [b1 b2]", a, b)
 	}
-	if ids := b.waitFor(t, 1); fmt.Sprint(ids) != "[b1]" {
-		t.Fatalf("tenant-b got %v", ids)
-	}
-	time.Sleep(100 * time.Millisecond)
-	if ids := a.waitFor(t, 1); len(ids) != 1 {
-		t.Fatalf("tenant-a got another tenant's change: %v", ids)
-	}
+	return nil
 }
 
 func TestSlowSubscriberIsDisconnectedWithoutStallingOthers(t *testing.T) {
@@ -203,14 +280,14 @@ func TestSlowSubscriberIsDisconnectedWithoutStallingOthers(t *testing.T) {
 	fast := newRecorder()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := in.hub.Subscribe(slowCtx, "t", collections.Note, slow); err != nil {
+	if err := in.hub.Subscribe(slowCtx, "t", collections.Note, wholeTenant, slow); err != nil {
 		t.Fatal(err)
 	}
-	if err := in.hub.Subscribe(ctx, "t", collections.Note, fast.deliver); err != nil {
+	if err := in.hub.Subscribe(ctx, "t", collections.Note, wholeTenant, fast.deliver); err != nil {
 		t.Fatal(err)
 	}
-	waitSubscribers(t, in.hub, 2)
-	time.Sleep(50 * time.Millisecond)
+	wantSubscribers(t, in.hub, 2)
+	in.store.waitScopesStarted(t, 1)
 	for i := 0; i < 5; i++ {
 		// One event per push: wait for each to arrive at the fast subscriber.
 		push(t, in.engine, "t", note(fmt.Sprintf("n%d", i), "x"))
@@ -227,7 +304,7 @@ func TestSlowSubscriberIsDisconnectedWithoutStallingOthers(t *testing.T) {
 	if ids := fast.waitFor(t, 5); len(ids) != 5 {
 		t.Fatalf("the fast subscriber got %v", ids)
 	}
-	waitSubscribers(t, in.hub, 1)
+	wantSubscribers(t, in.hub, 1)
 }
 
 func TestAnotherInstancesCommitsArriveThroughThePoller(t *testing.T) {
@@ -245,11 +322,11 @@ func TestAnotherInstancesCommitsArriveThroughThePoller(t *testing.T) {
 	rec := newRecorder()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := b.hub.Subscribe(ctx, "t", collections.Note, rec.deliver); err != nil {
+	if err := b.hub.Subscribe(ctx, "t", collections.Note, wholeTenant, rec.deliver); err != nil {
 		t.Fatal(err)
 	}
-	waitSubscribers(t, b.hub, 1)
-	time.Sleep(50 * time.Millisecond)
+	wantSubscribers(t, b.hub, 1)
+	b.store.waitScopesStarted(t, 1)
 	push(t, a.engine, "t", note("remote-1", "from instance A"))
 	if ids := rec.waitFor(t, 1); fmt.Sprint(ids) != "[remote-1]" {
 		t.Fatalf("instance B's subscriber got %v", ids)
@@ -260,17 +337,23 @@ func TestLastSubscriberLeavingStopsTheScope(t *testing.T) {
 	d := dbtest.Open(t, db.PoolConfig{})
 	in := newInstance(t, d, 0)
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := in.hub.Subscribe(ctx, "t", collections.Note, newRecorder().deliver); err != nil {
+	if err := in.hub.Subscribe(ctx, "t", collections.Note, wholeTenant, newRecorder().deliver); err != nil {
 		t.Fatal(err)
 	}
-	waitSubscribers(t, in.hub, 1)
+	wantSubscribers(t, in.hub, 1)
+	stopped := livesync.ScopeDone(in.hub, "t", collections.Note)
+	if stopped == nil {
+		t.Fatal("no scope for the subscriber")
+	}
 	cancel()
-	deadline := time.Now().Add(5 * time.Second)
-	for in.hub.Stats().Scopes != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("scope still open after its only subscriber left: %+v", in.hub.Stats())
-		}
-		time.Sleep(5 * time.Millisecond)
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("scope still running after its only subscriber left: %+v", in.hub.Stats())
+	}
+	// The hub forgets a scope before stopping it.
+	if st := in.hub.Stats(); st != (livesync.Stats{}) {
+		t.Fatalf("hub stats %+v after the last subscriber left; want none", st)
 	}
 }
 
@@ -285,11 +368,11 @@ func TestSubscriberStartsFromItsConnectionsHeads(t *testing.T) {
 
 	// An existing subscriber keeps the scope running and ahead.
 	early := newRecorder()
-	if err := in.hub.Subscribe(ctx, "t", collections.Note, early.deliver); err != nil {
+	if err := in.hub.Subscribe(ctx, "t", collections.Note, wholeTenant, early.deliver); err != nil {
 		t.Fatal(err)
 	}
-	waitSubscribers(t, in.hub, 1)
-	time.Sleep(50 * time.Millisecond)
+	wantSubscribers(t, in.hub, 1)
+	in.store.waitScopesStarted(t, 1)
 	push(t, in.engine, "t", note("n1", "before the connection"))
 	early.waitFor(t, 1)
 
@@ -302,7 +385,7 @@ func TestSubscriberStartsFromItsConnectionsHeads(t *testing.T) {
 	early.waitFor(t, 3)
 
 	late := newRecorder()
-	if err := in.hub.Subscribe(connCtx, "t", collections.Note, late.deliver); err != nil {
+	if err := in.hub.Subscribe(connCtx, "t", collections.Note, wholeTenant, late.deliver); err != nil {
 		t.Fatal(err)
 	}
 	if ids := late.waitFor(t, 2); fmt.Sprint(ids) != "[n2 n3]" {
@@ -312,4 +395,11 @@ func TestSubscriberStartsFromItsConnectionsHeads(t *testing.T) {
 	if ids := late.waitFor(t, 3); fmt.Sprint(ids) != "[n2 n3 n4]" {
 		t.Fatalf("the late subscriber got %v; want [n2 n3 n4]", ids)
 	}
+}
+
+// wholeTenant is the set of a subscriber without sync rules.
+var wholeTenant = syncrules.CollectionAccess{Scope: syncrules.All}
+
+func (s *countingStore) BucketChangesSince(ctx context.Context, tenant string, c *collections.Collection, bucket string, after int64, limit int) ([]collections.Document, int64, error) {
+	return nil, after, nil
 }

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tidemark/tidemark/testenv/modcopy"
 )
 
 // TestGeneratedCodeIsUpToDate runs `go generate`'s command on a copy of the
@@ -23,7 +25,7 @@ func TestGeneratedCodeIsUpToDate(t *testing.T) {
 		t.Fatal(err)
 	}
 	work := t.TempDir()
-	if err := copyModule(root, work); err != nil {
+	if err := modcopy.Copy(root, work); err != nil {
 		t.Fatalf("copy module: %v", err)
 	}
 	cmd := exec.Command("go", "run", "./cmd/tidemark-generate")
@@ -79,34 +81,4 @@ func TestGeneratedCodeIsUpToDate(t *testing.T) {
 	if checked < 5 {
 		t.Fatalf("compared only %d generated files; the check is not looking at the right tree", checked)
 	}
-}
-
-// copyModule copies the Go sources, schema and module files (not .git,
-// node_modules or data folders) so gqlgen can load the packages.
-func copyModule(src, dst string) error {
-	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, path)
-		if d.IsDir() {
-			switch d.Name() {
-			case ".git", "node_modules", "tidemark-data", "testdata":
-				return filepath.SkipDir
-			}
-			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		ext := filepath.Ext(path)
-		if ext != ".go" && ext != ".graphqls" && ext != ".sql" && rel != "go.mod" && rel != "go.sum" && rel != "gqlgen.yml" && rel != filepath.Join("docs", "schema.graphql") {
-			return nil
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
-	})
 }

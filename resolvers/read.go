@@ -8,11 +8,29 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 
+	"github.com/tidemark/tidemark/apperr"
+	"github.com/tidemark/tidemark/auth"
 	"github.com/tidemark/tidemark/collections"
 	"github.com/tidemark/tidemark/dataloader"
 	"github.com/tidemark/tidemark/graph/model"
 	"github.com/tidemark/tidemark/readapi"
 )
+
+// readerFrom returns the caller of a read API field. The read API lists
+// and nests documents across collections without sync rules, so under
+// rules it serves only callers that sync the whole tenant (dispatchers);
+// everyone else reads their own set through pull and stream, and is told
+// so instead of being shown documents outside it.
+func readerFrom(ctx context.Context, r *Resolver) (auth.Identity, error) {
+	id, err := callerFrom(ctx)
+	if err != nil {
+		return id, err
+	}
+	if rules := r.Sync.Rules(); rules != nil && !rules.AccessFor(id.UserID, id.Claims).WholeTenant() {
+		return auth.Identity{}, apperr.New(apperr.Forbidden, "the read API serves callers that sync the whole tenant; read your documents with pull and stream")
+	}
+	return id, nil
+}
 
 // loadersFor returns the response's loaders (installed per response by the
 // server), or unbatched ones for a context that has none.
@@ -101,7 +119,7 @@ var prefetchers = map[*collections.Collection]func(context.Context, *dataloader.
 // connection runs a top-level list and shapes it with edge; the total is
 // counted only when the client asked for it.
 func connection[T, E any](ctx context.Context, r *Resolver, l readapi.List, edge func(*T, string) E) (edges []E, info *model.PageInfo, total int, err error) {
-	id, err := callerFrom(ctx)
+	id, err := readerFrom(ctx, r)
 	if err != nil {
 		return nil, nil, 0, err
 	}
@@ -169,7 +187,7 @@ func nodeSelections(ctx context.Context, connType, edgeType, nodeType string) ma
 // siteWorkOrders is Site.workOrders: the first page of every site of a
 // response is read in one statement, through the grouped loader.
 func siteWorkOrders(ctx context.Context, r *Resolver, site *model.Site, first *int, after *string, filter *model.WorkOrderFilter) (*model.WorkOrderConnection, error) {
-	id, err := callerFrom(ctx)
+	id, err := readerFrom(ctx, r)
 	if err != nil {
 		return nil, err
 	}
@@ -257,7 +275,7 @@ func prefetchSiteWorkOrders(ctx context.Context, oc *graphql.OperationContext, f
 // parent loads the document a field refers to, or nil when it is missing
 // or deleted (an offline client may sync a child before its parent).
 func parent[T any](ctx context.Context, r *Resolver, c *collections.Collection, parentID string) (*T, error) {
-	id, err := callerFrom(ctx)
+	id, err := readerFrom(ctx, r)
 	if err != nil {
 		return nil, err
 	}
@@ -270,7 +288,7 @@ func parent[T any](ctx context.Context, r *Resolver, c *collections.Collection, 
 
 // children loads the documents of c that refer to parentID through field.
 func children[T any](ctx context.Context, r *Resolver, c *collections.Collection, field, orderBy, parentID string) ([]*T, error) {
-	id, err := callerFrom(ctx)
+	id, err := readerFrom(ctx, r)
 	if err != nil {
 		return nil, err
 	}
@@ -285,7 +303,7 @@ func children[T any](ctx context.Context, r *Resolver, c *collections.Collection
 // live document wins. Another tenant's id, like a deleted document, is
 // simply not found: null, never an error that would tell it exists.
 func node(ctx context.Context, r *Resolver, docID string) (model.Node, error) {
-	id, err := callerFrom(ctx)
+	id, err := readerFrom(ctx, r)
 	if err != nil {
 		return nil, err
 	}

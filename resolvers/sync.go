@@ -3,6 +3,7 @@ package resolvers
 import (
 	"context"
 
+	"github.com/tidemark/tidemark/auth"
 	"github.com/tidemark/tidemark/collections"
 	"github.com/tidemark/tidemark/graph/model"
 	"github.com/tidemark/tidemark/livesync"
@@ -20,7 +21,7 @@ func pull[T any](ctx context.Context, r *Resolver, c *collections.Collection, ch
 	if checkpoint != nil {
 		cursor = &checkpoint.Cursor
 	}
-	res, err := r.Sync.Pull(ctx, id.TenantID, c, cursor, limit)
+	res, err := r.Sync.Pull(ctx, callerOf(id), c, cursor, limit)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -44,7 +45,7 @@ func push[Out, In any](ctx context.Context, r *Resolver, c *collections.Collecti
 			rows[i].Assumed = &a
 		}
 	}
-	docs, err := r.Sync.Push(ctx, syncengine.Caller{TenantID: id.TenantID, UserID: id.UserID}, c, rows)
+	docs, err := r.Sync.Push(ctx, callerOf(id), c, rows)
 	if err != nil {
 		return nil, err
 	}
@@ -68,7 +69,7 @@ func stream[T, Bulk any](ctx context.Context, r *Resolver, c *collections.Collec
 		buffer = 16
 	}
 	ch := make(chan *Bulk, buffer)
-	err = r.Live.Subscribe(ctx, id.TenantID, c, func(ev *livesync.Event) bool {
+	err = r.Live.Subscribe(ctx, id.TenantID, c, r.Sync.Access(callerOf(id), c), func(ev *livesync.Event) bool {
 		bulk := ev.Converted(func() any {
 			return wrap(fromDocuments[T](c, ev.Documents), &model.Checkpoint{Cursor: ev.Cursor})
 		}).(*Bulk)
@@ -83,4 +84,9 @@ func stream[T, Bulk any](ctx context.Context, r *Resolver, c *collections.Collec
 		return nil, err
 	}
 	return ch, nil
+}
+
+// callerOf is the sync engine's view of an authenticated caller.
+func callerOf(id auth.Identity) syncengine.Caller {
+	return syncengine.Caller{TenantID: id.TenantID, UserID: id.UserID, Claims: id.Claims}
 }

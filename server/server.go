@@ -26,6 +26,7 @@ import (
 
 	"github.com/tidemark/tidemark/auth"
 	"github.com/tidemark/tidemark/livesync"
+	"github.com/tidemark/tidemark/wsgorilla"
 )
 
 // Config is what the HTTP surface needs. Zero limits take the defaults.
@@ -50,6 +51,10 @@ type Config struct {
 	// WebsocketPing is the keep-alive interval of websocket connections;
 	// a graphql-transport-ws peer that misses two pongs is dropped (default 20s).
 	WebsocketPing time.Duration
+	// WebsocketWriteTimeout bounds every websocket write: a connection whose
+	// peer stops reading is closed once a write has waited this long
+	// (default wsgorilla.DefaultWriteTimeout, 10s; negative: no bound).
+	WebsocketWriteTimeout time.Duration
 
 	// Heads, if set, lets streams start from the moment their connection
 	// was accepted (see livesync.WithStart).
@@ -90,6 +95,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.WebsocketPing == 0 {
 		c.WebsocketPing = 20 * time.Second
+	}
+	if c.WebsocketWriteTimeout == 0 {
+		c.WebsocketWriteTimeout = wsgorilla.DefaultWriteTimeout
 	}
 	return c
 }

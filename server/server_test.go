@@ -31,15 +31,6 @@ type gqlError struct {
 	Extensions map[string]any `json:"extensions"`
 }
 
-func (r gqlResponse) codes() []string {
-	var codes []string
-	for _, e := range r.Errors {
-		code, _ := e.Extensions["code"].(string)
-		codes = append(codes, code)
-	}
-	return codes
-}
-
 // reply is one HTTP exchange with the server.
 type reply struct {
 	Status int

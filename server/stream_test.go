@@ -12,9 +12,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -24,7 +27,6 @@ import (
 	"github.com/tidemark/tidemark/auth"
 	"github.com/tidemark/tidemark/server"
 	"github.com/tidemark/tidemark/testenv"
-	"github.com/tidemark/tidemark/wsgorilla"
 )
 
 const (
@@ -339,7 +341,61 @@ func hasComplete(ms []wsMessage) bool {
 	return slices.ContainsFunc(ms, func(m wsMessage) bool { return m.Type == "complete" })
 }
 
-// waitFor polls cond every 10ms until it holds or timeout passes.
+// serveTracked serves env on a real listener, like env.Serve, and returns
+// with its URL a function that gives, for a client's local address, a
+// channel closed when the server closes its side of that connection.
+func serveTracked(tb testing.TB, env *testenv.Env) (string, func(clientAddr string) <-chan struct{}) {
+	tb.Helper()
+	srv := httptest.NewUnstartedServer(env.Handler)
+	l := &trackingListener{Listener: srv.Listener, closed: map[string]chan struct{}{}}
+	srv.Listener = l
+	srv.Start()
+	tb.Cleanup(srv.Close)
+	return srv.URL, func(addr string) <-chan struct{} { return l.closedChan(addr) }
+}
+
+// trackingListener keeps, by remote address, a channel for each accepted
+// connection that closes with the server's side of it.
+type trackingListener struct {
+	net.Listener
+	mu     sync.Mutex
+	closed map[string]chan struct{}
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &trackedConn{Conn: c, closed: l.closedChan(c.RemoteAddr().String())}, nil
+}
+
+func (l *trackingListener) closedChan(addr string) chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ch, ok := l.closed[addr]
+	if !ok {
+		ch = make(chan struct{})
+		l.closed[addr] = ch
+	}
+	return ch
+}
+
+type trackedConn struct {
+	net.Conn
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (c *trackedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { close(c.closed) })
+	return err
+}
+
+// waitFor polls cond every 10ms until it holds or timeout passes. It is
+// for what gives no signal (the hub's subscriber count); the wait is
+// bounded, and the poll interval only sets how soon it notices.
 func waitFor(timeout time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -758,14 +814,19 @@ func TestStreamDropsASlowSubscriberWithoutHoldingBackOthers(t *testing.T) {
 		maxPushTime  = 2 * time.Second
 		maxEventLag  = 3 * time.Second
 		stalledBytes = 256 << 10 // client socket receive buffer of the two that stop reading
+		// writeTimeout is the server's bound on a websocket write (10s in
+		// production): short, so the stuck client is closed soon, but far
+		// above the few pushes between a stalled write and the hub's drop,
+		// or the lagging client would be closed by it rather than get 1013.
+		writeTimeout = 3 * time.Second
 	)
 	description := strings.Repeat("d", 10_000)
 
 	for _, proto := range streamProtocols {
 		t.Run(proto, func(t *testing.T) {
 			t.Parallel()
-			env := testenv.New(t, testenv.Options{StreamBuffer: 2})
-			url := env.Serve(t)
+			env := testenv.New(t, testenv.Options{StreamBuffer: 2, Server: server.Config{WebsocketWriteTimeout: writeTimeout}})
+			url, serverClosed := serveTracked(t, env)
 			api := newWorkOrderAPI(t, url, "tenant/"+t.Name())
 			initPayload := map[string]any{"Authorization": bearer(api.token)}
 
@@ -907,9 +968,13 @@ func TestStreamDropsASlowSubscriberWithoutHoldingBackOthers(t *testing.T) {
 			}
 
 			// The stuck subscriber reads only once the server has given up on
-			// its stalled write (the server uses wsgorilla's default write
-			// timeout) and closed.
-			time.Sleep(time.Until(droppedAt.Add(wsgorilla.DefaultWriteTimeout + time.Second)))
+			// its stalled write and closed its side of the connection.
+			select {
+			case <-serverClosed(stuck.c.conn.LocalAddr().String()):
+				t.Logf("server closed the stuck connection %v after the drop (write timeout %v)", time.Since(droppedAt).Round(time.Millisecond), writeTimeout)
+			case <-time.After(writeTimeout + 20*time.Second):
+				t.Fatalf("stuck subscriber: connection still open %v after the drop", time.Since(droppedAt).Round(time.Second))
+			}
 			ce, before := stuck.c.closeCode(15 * time.Second)
 			t.Logf("stuck subscriber: close %d %q", ce.Code, ce.Text)
 			if ce.Code != closeTryAgainLater && ce.Code != closeAbnormal {

@@ -70,7 +70,8 @@ func websocketTransport(cfg Config) transport.Websocket {
 	readLimit := int64(256 << 10)
 	return transport.Websocket{
 		Implementation: wsgorilla.Implementation{
-			CheckOrigin: wsgorilla.OriginAllowList(cfg.AllowedOrigins),
+			CheckOrigin:  wsgorilla.OriginAllowList(cfg.AllowedOrigins),
+			WriteTimeout: cfg.WebsocketWriteTimeout,
 			OnAccept: func(r *http.Request, c transport.WebsocketConn) {
 				if h := wsConnFrom(r.Context()); h != nil {
 					h.mu.Lock()

@@ -57,6 +57,8 @@ func (n naiveStore) WriteDocuments(ctx context.Context, tenant string, c *collec
 }
 
 type naiveWriter struct {
+	// The membership methods are never called without sync rules.
+	collections.Writer
 	tx     pgx.Tx
 	tenant string
 	d      *db.DB
@@ -145,7 +147,7 @@ func runGapCheck(t *testing.T, d *db.DB, store syncengine.Store, run gapRun) gap
 	lastSeen := map[string]collections.Document{}
 	var cursor *string
 	pull := func() int {
-		res, err := engine.Pull(ctx, caller.TenantID, collections.WorkOrder, cursor, 50)
+		res, err := engine.Pull(ctx, caller, collections.WorkOrder, cursor, 50)
 		if err != nil {
 			t.Fatalf("pull: %v", err)
 		}

@@ -65,21 +65,29 @@ func decideAll(c *collections.Collection, rows []PushRow, masters map[string]col
 // conflicting rows and merged documents as stored.
 func (p plan) result(stored []collections.Document) []collections.Document {
 	out := []collections.Document{}
-	for _, d := range p.decisions {
-		switch d.outcome {
-		case outcomeConflict:
-			if d.masterWrite >= 0 {
-				// The master is an earlier row of this push: return it as
-				// stored, with its change number and update time.
-				out = append(out, stored[d.masterWrite])
-			} else {
-				out = append(out, d.doc)
-			}
-		case outcomeMerge:
-			out = append(out, stored[d.write])
+	for i := range p.decisions {
+		if doc, ok := p.adopt(i, stored); ok {
+			out = append(out, doc)
 		}
 	}
 	return out
+}
+
+// adopt is what the client must adopt for decision i, if anything.
+func (p plan) adopt(i int, stored []collections.Document) (collections.Document, bool) {
+	d := p.decisions[i]
+	switch d.outcome {
+	case outcomeConflict:
+		if d.masterWrite >= 0 {
+			// The master is an earlier row of this push: return it as
+			// stored, with its change number and update time.
+			return stored[d.masterWrite], true
+		}
+		return d.doc, true
+	case outcomeMerge:
+		return stored[d.write], true
+	}
+	return collections.Document{}, false
 }
 
 // decide applies the push rules to one row, given the current master (nil

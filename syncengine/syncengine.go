@@ -7,9 +7,11 @@ package syncengine
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/tidemark/tidemark/apperr"
 	"github.com/tidemark/tidemark/collections"
+	"github.com/tidemark/tidemark/syncrules"
 )
 
 // Limits of one pull and one push.
@@ -21,6 +23,12 @@ const (
 // Store is the storage the engine needs; *db.DB implements it.
 type Store interface {
 	ChangesSince(ctx context.Context, tenantID string, c *collections.Collection, after int64, limit int) ([]collections.Document, error)
+	// BucketChangesSince reads a bucket's entries after a position; last is
+	// the position of the last entry read (see db.BucketChangesSince).
+	BucketChangesSince(ctx context.Context, tenantID string, c *collections.Collection, bucket string, after int64, limit int) (docs []collections.Document, last int64, err error)
+	// PurgeHorizon is the newest purged position of a bucket ("" for the
+	// whole collection), 0 if none.
+	PurgeHorizon(ctx context.Context, tenantID string, c *collections.Collection, bucket string) (int64, error)
 	WriteDocuments(ctx context.Context, tenantID string, c *collections.Collection, fn func(w collections.Writer) error) error
 }
 
@@ -32,10 +40,28 @@ type CommitListener func(tenantID string, c *collections.Collection, head int64,
 type Engine struct {
 	store     Store
 	listeners []CommitListener
+	rules     *syncrules.Rules
 }
 
-// New returns an engine over store.
+// New returns an engine over store. Until UseRules is called every caller
+// syncs its whole tenant.
 func New(store Store) *Engine { return &Engine{store: store} }
+
+// UseRules makes the engine apply sync rules (partial replication): which
+// documents each caller pulls, streams and may push, and the bucket rows
+// every write maintains. Call it before serving.
+func (e *Engine) UseRules(r *syncrules.Rules) { e.rules = r }
+
+// Rules returns the rules in use, nil when every caller syncs its tenant.
+func (e *Engine) Rules() *syncrules.Rules { return e.rules }
+
+// Access is what the caller may sync of c.
+func (e *Engine) Access(caller Caller, c *collections.Collection) syncrules.CollectionAccess {
+	if e.rules == nil {
+		return syncrules.CollectionAccess{Scope: syncrules.All}
+	}
+	return e.rules.AccessFor(caller.UserID, caller.Claims).Collection(c)
+}
 
 // OnCommit registers a listener for committed writes. Register listeners
 // before serving; the list is not guarded for concurrent change.
@@ -50,25 +76,61 @@ type PullResult struct {
 // Pull returns up to limit documents changed after the cursor ("" for the
 // beginning), in change order, each at its latest state, deleted ones
 // included. With no new changes the checkpoint stays where it was.
-func (e *Engine) Pull(ctx context.Context, tenantID string, c *collections.Collection, cursor *string, limit int) (PullResult, error) {
+//
+// Under sync rules the caller pulls its own set: its bucket's entries,
+// which include removals of documents that left it and the documents that
+// entered it with everything that came along. A checkpoint older than what
+// the tombstone purge kept, or from another set, is CHECKPOINT_EXPIRED.
+func (e *Engine) Pull(ctx context.Context, caller Caller, c *collections.Collection, cursor *string, limit int) (PullResult, error) {
 	if limit < 1 || limit > MaxPullLimit {
 		return PullResult{}, apperr.Invalid("limit", "must be between 1 and %d (got %d)", MaxPullLimit, limit)
 	}
+	set := e.Access(caller, c)
 	var after int64
 	if cursor != nil {
 		var err error
-		if after, err = DecodeCursor(c, tenantID, *cursor); err != nil {
+		if after, err = DecodeCursor(c, caller.TenantID, set, *cursor); err != nil {
 			return PullResult{}, err
 		}
 	}
-	docs, err := e.store.ChangesSince(ctx, tenantID, c, after, limit)
+	var docs []collections.Document
+	next := after
+	var err error
+	switch set.Scope {
+	case syncrules.None:
+		docs = []collections.Document{}
+	case syncrules.All:
+		docs, err = e.store.ChangesSince(ctx, caller.TenantID, c, after, limit)
+		if len(docs) > 0 {
+			next = docs[len(docs)-1].Change
+		}
+	case syncrules.InBucket:
+		docs, next, err = e.store.BucketChangesSince(ctx, caller.TenantID, c, set.BucketID, after, limit)
+	}
 	if err != nil {
 		return PullResult{}, err
 	}
-	if len(docs) > 0 {
-		after = docs[len(docs)-1].Change
+	// Read the horizon after the changes: a purge that deleted an entry
+	// this read missed has moved it by now.
+	if err := e.checkHorizon(ctx, caller.TenantID, c, set, after); err != nil {
+		return PullResult{}, err
 	}
-	return PullResult{Documents: docs, Cursor: EncodeCursor(c, tenantID, after)}, nil
+	return PullResult{Documents: docs, Cursor: EncodeCursor(c, caller.TenantID, set, next)}, nil
+}
+
+// checkHorizon refuses a checkpoint that may have missed a purged entry.
+func (e *Engine) checkHorizon(ctx context.Context, tenantID string, c *collections.Collection, set syncrules.CollectionAccess, after int64) error {
+	if after == 0 || set.Scope == syncrules.None {
+		return nil
+	}
+	horizon, err := e.store.PurgeHorizon(ctx, tenantID, c, set.BucketID)
+	if err != nil {
+		return err
+	}
+	if after < horizon {
+		return apperr.New(apperr.CheckpointExpired, "the checkpoint is older than the deleted documents this server keeps; start again from a null checkpoint, keeping unsynced local changes")
+	}
+	return nil
 }
 
 // PushRow is one document a client pushes: the state it wants and the
@@ -78,10 +140,12 @@ type PushRow struct {
 	New     collections.Document
 }
 
-// Caller is who pushes; server-owned fields are set from it.
+// Caller is who syncs: server-owned fields are set from it, and its token's
+// claims (the role) decide, under sync rules, what it may sync.
 type Caller struct {
 	TenantID string
 	UserID   string
+	Claims   map[string]string
 }
 
 // Push applies rows in one transaction, all or nothing, and returns, in row
@@ -104,37 +168,163 @@ func (e *Engine) Push(ctx context.Context, caller Caller, c *collections.Collect
 		ids = append(ids, r.New.ID)
 	}
 
+	set := e.Access(caller, c)
+	if e.rules != nil && e.rules.AccessFor(caller.UserID, caller.Claims).Denied() {
+		return nil, apperr.New(apperr.Forbidden, "this role may not push")
+	}
 	var result []collections.Document
+	var heads map[*collections.Collection]int64
 	var written []collections.Document
-	var head int64
 	err := e.store.WriteDocuments(ctx, caller.TenantID, c, func(w collections.Writer) error {
 		// This closure may run again on a retry: start from scratch each time.
-		result, written, head = nil, nil, 0
+		result, written, heads = nil, nil, map[*collections.Collection]int64{}
 		masters, err := w.Get(ctx, ids)
 		if err != nil {
 			return err
 		}
-		plan := decideAll(c, rows, masters)
+		inside, err := e.inside(ctx, w, c, set, rows, masters)
+		if err != nil {
+			return err
+		}
+		allowed := make([]PushRow, 0, len(rows))
+		for i, r := range rows {
+			if inside[i] {
+				allowed = append(allowed, r)
+			}
+		}
+		plan := decideAll(c, allowed, masters)
 		stored, err := w.Put(ctx, plan.writes)
 		if err != nil {
 			return err
 		}
 		written = stored
 		if len(stored) > 0 {
-			head = stored[len(stored)-1].Change
+			heads[c] = stored[len(stored)-1].Change
 		}
-		result = plan.result(stored)
+		if e.rules != nil {
+			m := &membershipWrite{ctx: ctx, w: w, rules: e.rules, pushed: c, touched: heads}
+			if err := m.maintain(c, collapse(stored, masters)); err != nil {
+				return err
+			}
+		}
+		result = make([]collections.Document, 0)
+		j := 0
+		for i, r := range rows {
+			if !inside[i] {
+				result = append(result, removal(r))
+				continue
+			}
+			if doc, ok := plan.adopt(j, stored); ok {
+				result = append(result, doc)
+			}
+			j++
+		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if len(written) > 0 {
+	for _, col := range collections.All() {
+		head, ok := heads[col]
+		if !ok {
+			continue
+		}
+		var docs []collections.Document
+		if col == c {
+			docs = written
+		}
 		for _, l := range e.listeners {
-			l(caller.TenantID, c, head, written)
+			l(caller.TenantID, col, head, docs)
 		}
 	}
 	return result, nil
+}
+
+// inside reports, per row, whether the caller may write it: under sync
+// rules a row is written only when its document is in the caller's set
+// now, or, for a new document, when its new state is.
+func (e *Engine) inside(ctx context.Context, w collections.Writer, c *collections.Collection, set syncrules.CollectionAccess, rows []PushRow, masters map[string]collections.Document) ([]bool, error) {
+	out := make([]bool, len(rows))
+	if set.Scope == syncrules.All {
+		for i := range out {
+			out[i] = true
+		}
+		return out, nil
+	}
+	if set.Scope == syncrules.None {
+		return out, nil
+	}
+	access := e.bucketDef(set.BucketID)
+	mem, ok := access.Membership(c)
+	if !ok {
+		return out, nil
+	}
+	ids := make([]string, len(rows))
+	for i, r := range rows {
+		ids[i] = r.New.ID
+	}
+	members, err := w.Members(ctx, c, ids)
+	if err != nil {
+		return nil, err
+	}
+	m := &membershipWrite{ctx: ctx, w: w, rules: e.rules, pushed: c}
+	for i, r := range rows {
+		if _, exists := masters[r.New.ID]; exists {
+			out[i] = presentIn(access, members[r.New.ID])[set.BucketID]
+			continue
+		}
+		sets, err := m.bucketsOf(access, mem, []written{{after: r.New}}, members)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = sets[0][set.BucketID]
+	}
+	return out, nil
+}
+
+// bucketDef is the definition that owns a bucket id.
+func (e *Engine) bucketDef(bucketID string) *syncrules.BucketDef {
+	for _, def := range e.rules.Buckets() {
+		if def.Owns(bucketID) {
+			return def
+		}
+	}
+	return nil
+}
+
+// removal is what a caller gets back for a row outside its set: the
+// document deleted, carrying only what the caller itself sent (the state it
+// assumed, else its new state), never the hidden document's current data.
+func removal(r PushRow) collections.Document {
+	doc := r.New
+	if r.Assumed != nil {
+		doc = *r.Assumed
+	}
+	doc.Deleted = true
+	doc.UpdatedAt = collections.NormalizeTime(time.Now())
+	return doc
+}
+
+// collapse pairs each written document's first state before the push with
+// its last state stored by it (a push may write one id more than once).
+func collapse(stored []collections.Document, masters map[string]collections.Document) []written {
+	last := map[string]int{}
+	var order []string
+	for i, d := range stored {
+		if _, ok := last[d.ID]; !ok {
+			order = append(order, d.ID)
+		}
+		last[d.ID] = i
+	}
+	out := make([]written, 0, len(order))
+	for _, id := range order {
+		w := written{after: stored[last[id]]}
+		if m, ok := masters[id]; ok {
+			w.before = &m
+		}
+		out = append(out, w)
+	}
+	return out
 }
 
 // normalizeRows validates the whole batch before anything is written and

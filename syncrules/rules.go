@@ -20,6 +20,7 @@ import (
 	_ "embed"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/tidemark/tidemark/collections"
 )
@@ -428,4 +429,9 @@ func escapeIDPart(s string) string {
 		}
 	}
 	return string(out)
+}
+
+// Owns reports whether bucketID is one of this definition's buckets.
+func (b *BucketDef) Owns(bucketID string) bool {
+	return strings.HasPrefix(bucketID, escapeIDPart(b.name)+":")
 }

@@ -1,31 +1,32 @@
 // Package testenv builds, for tests, Tidemark's real HTTP handler on a
-// fresh real PostgreSQL database, wired the way cmd/tidemark wires it.
-// Test packages that use it must run through dbtest.Main.
+// fresh real PostgreSQL database, wired by the same constructor as
+// cmd/tidemark (package wiring). Test packages that use it must run through
+// dbtest.Main.
 package testenv
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/tidemark/tidemark/auth"
-	"github.com/tidemark/tidemark/collections"
-	"github.com/tidemark/tidemark/dataloader"
 	"github.com/tidemark/tidemark/db"
 	"github.com/tidemark/tidemark/db/dbtest"
 	"github.com/tidemark/tidemark/doccache"
-	"github.com/tidemark/tidemark/graph"
 	"github.com/tidemark/tidemark/livesync"
-	"github.com/tidemark/tidemark/readapi"
-	"github.com/tidemark/tidemark/resolvers"
 	"github.com/tidemark/tidemark/server"
 	"github.com/tidemark/tidemark/syncengine"
+	"github.com/tidemark/tidemark/wiring"
 )
 
 // Secret signs the test environment's tokens.
 var Secret = []byte("testenv-secret-testenv-secret-0123456789")
+
+// PollInterval is how often the environment looks for other instances'
+// commits: shorter than the program's default, so tests of two instances
+// on one database do not wait long.
+const PollInterval = 50 * time.Millisecond
 
 // Env is one test's server: its database, sync engine and handler.
 type Env struct {
@@ -36,15 +37,16 @@ type Env struct {
 	Handler http.Handler
 }
 
-// Options adjust the environment; the zero value is the production default.
+// Options adjust the environment; the zero value is the program's default
+// but for PollInterval.
 type Options struct {
 	Pool         db.PoolConfig
-	Server       server.Config // Schema, Verifier and Ready are filled in
-	StreamBuffer int           // events a stream subscriber may have waiting (default 16)
+	Server       server.Config // Schema, Verifier, Ready, Heads and ResponseContext are filled in
+	StreamBuffer int           // events a stream subscriber may have waiting (default: the program's)
 	// DB, if set, is used instead of a fresh database: two environments on
 	// one DB are two server instances of one deployment.
 	DB *db.DB
-	// CacheTTL bounds the document cache's staleness (default 5s).
+	// CacheTTL bounds the document cache's staleness (default: the program's).
 	CacheTTL time.Duration
 }
 
@@ -55,38 +57,18 @@ func New(tb testing.TB, opts Options) *Env {
 	if d == nil {
 		d = dbtest.Open(tb, opts.Pool)
 	}
-	engine := syncengine.New(d)
-	hub := livesync.New(d, livesync.Options{})
-	engine.OnCommit(func(tenantID string, c *collections.Collection, head int64, _ []collections.Document) {
-		hub.Notify(tenantID, c, head)
+	built, err := wiring.Build(d, wiring.Config{
+		Secret:       Secret,
+		PollInterval: PollInterval,
+		CacheTTL:     opts.CacheTTL,
+		StreamBuffer: opts.StreamBuffer,
+		Server:       opts.Server,
 	})
-	cache, err := doccache.New(d, doccache.Options{TTL: opts.CacheTTL})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(cache.Close)
-	engine.OnCommit(cache.Committed)
-	sources := dataloader.Sources{Documents: cache, Lists: d}
-	cfg := opts.Server
-	cfg.Schema = graph.NewExecutableSchema(graph.Config{
-		Resolvers: &resolvers.Resolver{
-			Sync: engine, Live: hub, StreamBuffer: opts.StreamBuffer,
-			Read: readapi.New(d), Sources: sources,
-		},
-		Complexity: resolvers.Complexity(),
-	})
-	cfg.Verifier = auth.NewVerifier(Secret)
-	cfg.Ready = d.CheckSchema
-	cfg.ResponseContext = dataloader.PerResponse(sources)
-	cfg.Heads = d
-	ctx, cancel := context.WithCancel(context.Background())
-	go livesync.PollingNotifier{Heads: d, Listeners: []livesync.HeadListener{hub, cache}, Interval: 50 * time.Millisecond}.Run(ctx)
-	tb.Cleanup(func() { cancel(); hub.Close() })
-	handler, err := server.New(cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return &Env{DB: d, Cache: cache, Sync: engine, Live: hub, Handler: handler}
+	tb.Cleanup(built.Close)
+	return &Env{DB: d, Cache: built.Cache, Sync: built.Sync, Live: built.Live, Handler: built.Handler}
 }
 
 // Token returns a bearer token (without "Bearer ") for the identity.
@@ -106,4 +88,15 @@ func (e *Env) Serve(tb testing.TB) string {
 	srv := httptest.NewServer(e.Handler)
 	tb.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// TokenWithRole returns a bearer token (without "Bearer ") whose "role"
+// claim is role, for the default sync rules.
+func TokenWithRole(tb testing.TB, tenantID, userID, role string) string {
+	tb.Helper()
+	tok, err := auth.IssueWithRole(Secret, tenantID, userID, role, time.Hour, time.Now())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tok
 }

@@ -75,14 +75,15 @@ func (e *events) waitClose(tb testing.TB) int {
 
 // newServer serves gqlgen's test schema (a `subscription { name }` driven by
 // SendNextSubscriptionMessage / SendCompleteSubscriptionMessage) over a real
-// listener with ws as its only transport.
-func newServer(tb testing.TB, ws transport.Websocket, configure func(*http.Server)) (*testserver.TestServer, *httptest.Server) {
+// listener with ws as its only transport; configure, if set, may adjust the
+// http.Server and the listener before it starts.
+func newServer(tb testing.TB, ws transport.Websocket, configure func(*httptest.Server)) (*testserver.TestServer, *httptest.Server) {
 	tb.Helper()
 	gql := testserver.New()
 	gql.AddTransport(ws)
 	srv := httptest.NewUnstartedServer(gql)
 	if configure != nil {
-		configure(srv.Config)
+		configure(srv)
 	}
 	srv.Start()
 	tb.Cleanup(srv.Close)
@@ -292,8 +293,8 @@ func TestOriginCheck(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			_, srv := newServer(t, transport.Websocket{
 				Implementation: wsgorilla.Implementation{CheckOrigin: tt.checkOrigin},
-			}, func(s *http.Server) {
-				s.ErrorLog = quietLog() // gqlgen's second WriteHeader after a refusal
+			}, func(s *httptest.Server) {
+				s.Config.ErrorLog = quietLog() // gqlgen's second WriteHeader after a refusal
 			})
 			header := http.Header{}
 			switch tt.origin {
@@ -435,22 +436,116 @@ func TestPayloadReadLimit(t *testing.T) {
 	})
 }
 
-func TestHTTPServerTimeoutsDoNotEndWebsocket(t *testing.T) {
-	t.Parallel()
-	gql, srv := newServer(t, transport.Websocket{Implementation: wsgorilla.Implementation{}}, func(s *http.Server) {
-		s.ReadTimeout = time.Second
-		s.WriteTimeout = time.Second
-		s.IdleTimeout = time.Second
+// deadlineConn is the server's side of a connection, recording the
+// deadlines set on it. With keepWriteDeadline it ignores requests to clear
+// the write deadline, as a stack that let a deadline of the request (the
+// http.Server's, or the handshake's) through to the websocket would.
+type deadlineConn struct {
+	net.Conn
+	keepWriteDeadline bool
+
+	mu                sync.Mutex
+	read, write       time.Time // the deadlines in force
+	sawRead, sawWrite bool      // some deadline was ever set
+}
+
+func (c *deadlineConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
+}
+
+func (c *deadlineConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.read, c.sawRead = t, c.sawRead || !t.IsZero()
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *deadlineConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t.IsZero() && c.keepWriteDeadline {
+		return nil
+	}
+	c.write, c.sawWrite = t, c.sawWrite || !t.IsZero()
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// check reports a deadline still in force, which would end the connection
+// when it passes. The http.Server must have set both before the upgrade,
+// or there was nothing to clear.
+func (c *deadlineConn) check() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case !c.sawRead || !c.sawWrite:
+		return fmt.Errorf("the http.Server set no deadlines (read %v, write %v): the test proves nothing", c.sawRead, c.sawWrite)
+	case !c.read.IsZero() || !c.write.IsZero():
+		return fmt.Errorf("deadlines still in force after the upgrade: read %v, write %v", c.read, c.write)
+	}
+	return nil
+}
+
+// deadlineListener hands out each accepted connection as a deadlineConn.
+type deadlineListener struct {
+	net.Listener
+	keepWriteDeadline bool
+	accepted          chan *deadlineConn
+}
+
+func (l deadlineListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	dc := &deadlineConn{Conn: c, keepWriteDeadline: l.keepWriteDeadline}
+	l.accepted <- dc
+	return dc, nil
+}
+
+// websocketUnderHTTPTimeouts opens a subscription through an http.Server
+// with read, write and idle timeouts, exchanges a message each way, and
+// returns the server's side of the connection. The websocket has no write
+// timeout of its own, so any deadline left on the socket came from the
+// http.Server's.
+func websocketUnderHTTPTimeouts(t *testing.T, keepWriteDeadline bool) *deadlineConn {
+	t.Helper()
+	accepted := make(chan *deadlineConn, 1)
+	gql, srv := newServer(t, transport.Websocket{Implementation: wsgorilla.Implementation{WriteTimeout: -1}}, func(s *httptest.Server) {
+		s.Config.ReadTimeout = time.Second
+		s.Config.WriteTimeout = time.Second
+		s.Config.IdleTimeout = time.Second
+		s.Listener = deadlineListener{Listener: s.Listener, keepWriteDeadline: keepWriteDeadline, accepted: accepted}
 	})
 	c := initTransportWS(t, srv)
 	send(t, c, wireMsg{ID: "s", Type: "subscribe", Payload: json.RawMessage(subscriptionQuery)})
-
-	time.Sleep(3 * time.Second) // three times the server's read and write timeouts
-
-	gql.SendNextSubscriptionMessage() // a server write after the timeouts
+	gql.SendNextSubscriptionMessage() // a server write
 	expect(t, c, "next")
-	send(t, c, wireMsg{Type: "ping"}) // a server read after the timeouts
+	send(t, c, wireMsg{Type: "ping"}) // a server read
 	expect(t, c, "pong")
+	return <-accepted
+}
+
+// The http.Server's deadlines are for requests; once upgraded, nothing of
+// them may remain on the socket of a connection meant to live for hours.
+// Checked on the socket itself instead of by waiting for them to pass.
+func TestHTTPServerTimeoutsDoNotEndWebsocket(t *testing.T) {
+	t.Parallel()
+	if err := websocketUnderHTTPTimeouts(t, false).check(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The control: a write deadline that outlives the upgrade is caught.
+func TestHTTPServerDeadlineCheckCatchesALeftoverDeadline(t *testing.T) {
+	t.Parallel()
+	err := websocketUnderHTTPTimeouts(t, true).check()
+	if err == nil || !strings.Contains(err.Error(), "still in force") {
+		t.Fatalf("a write deadline was kept on the socket, and the check said %v", err)
+	}
+	t.Log(err)
 }
 
 func TestConcurrentSubscriptionEventsArriveIntact(t *testing.T) {

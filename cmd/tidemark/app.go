@@ -13,17 +13,10 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/auth"
-	"github.com/tidemark/tidemark/collections"
-	"github.com/tidemark/tidemark/dataloader"
 	"github.com/tidemark/tidemark/db"
-	"github.com/tidemark/tidemark/doccache"
-	"github.com/tidemark/tidemark/graph"
-	"github.com/tidemark/tidemark/livesync"
 	"github.com/tidemark/tidemark/pgcluster"
-	"github.com/tidemark/tidemark/readapi"
-	"github.com/tidemark/tidemark/resolvers"
 	"github.com/tidemark/tidemark/server"
-	"github.com/tidemark/tidemark/syncengine"
+	"github.com/tidemark/tidemark/wiring"
 )
 
 // Dev-mode identity: the tenant and user of the token logged at start-up.
@@ -40,8 +33,7 @@ type Main struct {
 
 	cluster  *pgcluster.Cluster
 	db       *db.DB
-	hub      *livesync.Hub
-	cache    *doccache.Cache
+	built    *wiring.Built
 	listener net.Listener
 	http     *http.Server
 	debug    *http.Server
@@ -87,50 +79,33 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 
-	engine := syncengine.New(m.db)
-	m.cache, err = doccache.New(m.db, doccache.Options{MaxDocuments: m.Config.CacheDocuments, TTL: m.Config.CacheTTL})
+	m.built, err = wiring.Build(m.db, wiring.Config{
+		Secret:         secret,
+		Logger:         m.Log,
+		PollInterval:   m.Config.PollInterval,
+		CacheDocuments: m.Config.CacheDocuments,
+		CacheTTL:       m.Config.CacheTTL,
+		NoCache:        m.Config.NoCache,
+		Server: server.Config{
+			Introspection:   m.Config.IntrospectionEnabled(),
+			PlaygroundToken: m.DevToken,
+			AllowedOrigins:  m.Config.Origins(),
+			MaxBodyBytes:    m.Config.MaxBodyBytes,
+		},
+	})
 	if err != nil {
 		return err
 	}
-	engine.OnCommit(m.cache.Committed)
-	m.hub = livesync.New(m.db, livesync.Options{Logger: m.Log})
-	engine.OnCommit(func(tenantID string, c *collections.Collection, head int64, _ []collections.Document) {
-		m.hub.Notify(tenantID, c, head)
-	})
-	// Websockets and the poller live until Close cancels this context;
-	// closing it ends every websocket, so clients reconnect elsewhere.
+	// Websockets live until Close cancels this context; closing it ends
+	// every websocket, so clients reconnect elsewhere.
 	m.background, m.stopBackground = context.WithCancel(context.WithoutCancel(ctx))
-	go livesync.PollingNotifier{Heads: m.db, Listeners: []livesync.HeadListener{m.hub, m.cache}, Interval: m.Config.PollInterval, Logger: m.Log}.Run(m.background)
-	sources := dataloader.Sources{Documents: m.cache, Lists: m.db}
-	if m.Config.NoCache {
-		sources.Documents = m.db
-	}
-	schema := graph.NewExecutableSchema(graph.Config{
-		Resolvers:  &resolvers.Resolver{Sync: engine, Live: m.hub, Read: readapi.New(m.db), Sources: sources},
-		Complexity: resolvers.Complexity(),
-	})
-	handler, err := server.New(server.Config{
-		ResponseContext: dataloader.PerResponse(sources),
-		Heads:           m.db,
-		Schema:          schema,
-		Verifier:        auth.NewVerifier(secret),
-		Logger:          m.Log,
-		Ready:           m.ready,
-		Introspection:   m.Config.IntrospectionEnabled(),
-		PlaygroundToken: m.DevToken,
-		AllowedOrigins:  m.Config.Origins(),
-		MaxBodyBytes:    m.Config.MaxBodyBytes,
-	})
-	if err != nil {
-		return err
-	}
 
 	m.listener, err = net.Listen("tcp", m.Config.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", m.Config.Addr, err)
 	}
 	m.http = &http.Server{
-		Handler:           handler,
+		Handler:           m.built.Handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -243,19 +218,6 @@ func devSecret(dataDir string, persist bool) ([]byte, error) {
 	return secret, nil
 }
 
-// ready is /readyz: the database answers and its schema is current.
-func (m *Main) ready(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	if err := m.db.Ping(ctx); err != nil {
-		return errors.New("database unreachable")
-	}
-	if err := m.db.CheckSchema(ctx); err != nil {
-		return errors.New("database schema outdated: run `tidemark migrate`")
-	}
-	return nil
-}
-
 // Close shuts down gracefully: stop accepting, let requests in flight
 // finish (up to the shutdown timeout), then close the pool and stop the
 // embedded database.
@@ -280,11 +242,8 @@ func (m *Main) Close(ctx context.Context) error {
 		// base context closes them, so clients reconnect to another instance.
 		m.stopBackground()
 	}
-	if m.hub != nil {
-		m.hub.Close()
-	}
-	if m.cache != nil {
-		m.cache.Close()
+	if m.built != nil {
+		m.built.Close()
 	}
 	if m.db != nil {
 		m.db.Close()

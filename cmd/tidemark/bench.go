@@ -40,7 +40,7 @@ type benchTarget struct {
 func (b *benchTarget) bind(fs *flag.FlagSet) {
 	fs.StringVar(&b.url, "url", "http://127.0.0.1:8080/graphql", "GraphQL endpoint of a running Tidemark")
 	fs.StringVar(&b.secret, "jwt-secret", env("TIDEMARK_JWT_SECRET", ""), "secret to sign the bench tokens; empty uses the dev secret of --data-dir")
-	fs.StringVar(&b.dataDir, "data-dir", env("TIDEMARK_DATA_DIR", "./tidemark-data"), "data folder holding the dev secret")
+	fs.StringVar(&b.dataDir, "data-dir", env("TIDEMARK_DATA_DIR", defaults.DataDir), "data folder holding the dev secret")
 }
 
 // signer returns a function making a token for a tenant.

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tidemark/tidemark/wiring"
 )
 
 // Config is every setting of `tidemark serve` and `tidemark migrate`. Each has
@@ -36,40 +38,46 @@ type Config struct {
 // 256 bits of key.
 const minSecretLen = 32
 
+// defaults are the settings of a Tidemark started with no flags and no
+// environment: the flags' defaults, and what withDefaults fills in. The
+// settings that reach wiring.Build take its defaults.
+var defaults = Config{
+	Addr:            ":8080",
+	DataDir:         "./tidemark-data",
+	LogLevel:        "info",
+	LogFormat:       "text",
+	Introspection:   "auto",
+	DBMaxConns:      16,
+	MaxBodyBytes:    wiring.DefaultMaxBodyBytes,
+	ShutdownTimeout: 15 * time.Second,
+	PollInterval:    wiring.DefaultPollInterval,
+	CacheDocuments:  wiring.DefaultCacheDocuments,
+	CacheTTL:        wiring.DefaultCacheTTL,
+}
+
 // withDefaults fills settings left zero (a Config built in code rather
-// than from flags) with the flags' defaults.
+// than from flags) with the defaults.
 func (c Config) withDefaults() Config {
-	if c.Addr == "" {
-		c.Addr = ":8080"
-	}
-	if c.DataDir == "" {
-		c.DataDir = "./tidemark-data"
-	}
-	if c.LogLevel == "" {
-		c.LogLevel = "info"
-	}
-	if c.LogFormat == "" {
-		c.LogFormat = "text"
-	}
-	if c.DBMaxConns == 0 {
-		c.DBMaxConns = 16
-	}
-	if c.MaxBodyBytes == 0 {
-		c.MaxBodyBytes = 16 << 20
-	}
-	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = 15 * time.Second
-	}
-	if c.CacheDocuments == 0 {
-		c.CacheDocuments = 100_000
-	}
-	if c.CacheTTL == 0 {
-		c.CacheTTL = 5 * time.Second
-	}
-	if c.PollInterval == 0 {
-		c.PollInterval = 200 * time.Millisecond
-	}
+	fill(&c.Addr, defaults.Addr)
+	fill(&c.DataDir, defaults.DataDir)
+	fill(&c.LogLevel, defaults.LogLevel)
+	fill(&c.LogFormat, defaults.LogFormat)
+	fill(&c.Introspection, defaults.Introspection)
+	fill(&c.DBMaxConns, defaults.DBMaxConns)
+	fill(&c.MaxBodyBytes, defaults.MaxBodyBytes)
+	fill(&c.ShutdownTimeout, defaults.ShutdownTimeout)
+	fill(&c.PollInterval, defaults.PollInterval)
+	fill(&c.CacheDocuments, defaults.CacheDocuments)
+	fill(&c.CacheTTL, defaults.CacheTTL)
 	return c
+}
+
+// fill sets *v to def when it is the zero value.
+func fill[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
 }
 
 // validate checks the settings that need no database.
@@ -130,21 +138,21 @@ func (c Config) Origins() []string {
 // than silently running with a default the operator did not choose.
 func bindConfig(fs *flag.FlagSet, c *Config) error {
 	var errs envErrors
-	fs.StringVar(&c.Addr, "addr", env("TIDEMARK_ADDR", ":8080"), "listen address (TIDEMARK_ADDR)")
+	fs.StringVar(&c.Addr, "addr", env("TIDEMARK_ADDR", defaults.Addr), "listen address (TIDEMARK_ADDR)")
 	fs.StringVar(&c.DatabaseURL, "database-url", env("TIDEMARK_DATABASE_URL", ""), "PostgreSQL or CockroachDB URL; empty starts the embedded PostgreSQL (TIDEMARK_DATABASE_URL)")
-	fs.StringVar(&c.DataDir, "data-dir", env("TIDEMARK_DATA_DIR", "./tidemark-data"), "folder of the embedded PostgreSQL and dev secret (TIDEMARK_DATA_DIR)")
+	fs.StringVar(&c.DataDir, "data-dir", env("TIDEMARK_DATA_DIR", defaults.DataDir), "folder of the embedded PostgreSQL and dev secret (TIDEMARK_DATA_DIR)")
 	fs.StringVar(&c.JWTSecret, "jwt-secret", env("TIDEMARK_JWT_SECRET", ""), "HS256 secret for bearer tokens; empty means dev mode (TIDEMARK_JWT_SECRET)")
-	fs.StringVar(&c.LogLevel, "log-level", env("TIDEMARK_LOG_LEVEL", "info"), "debug, info, warn or error (TIDEMARK_LOG_LEVEL)")
-	fs.StringVar(&c.LogFormat, "log-format", env("TIDEMARK_LOG_FORMAT", "text"), "text or json (TIDEMARK_LOG_FORMAT)")
-	fs.StringVar(&c.Introspection, "introspection", env("TIDEMARK_INTROSPECTION", "auto"), "auto (on in dev mode), true or false (TIDEMARK_INTROSPECTION)")
+	fs.StringVar(&c.LogLevel, "log-level", env("TIDEMARK_LOG_LEVEL", defaults.LogLevel), "debug, info, warn or error (TIDEMARK_LOG_LEVEL)")
+	fs.StringVar(&c.LogFormat, "log-format", env("TIDEMARK_LOG_FORMAT", defaults.LogFormat), "text or json (TIDEMARK_LOG_FORMAT)")
+	fs.StringVar(&c.Introspection, "introspection", env("TIDEMARK_INTROSPECTION", defaults.Introspection), "auto (on in dev mode), true or false (TIDEMARK_INTROSPECTION)")
 	fs.StringVar(&c.AllowedOrigins, "allowed-origins", env("TIDEMARK_ALLOWED_ORIGINS", ""), "comma-separated browser origins allowed to call the API; dev mode allows any (TIDEMARK_ALLOWED_ORIGINS)")
-	fs.IntVar(&c.DBMaxConns, "db-max-conns", errs.int("TIDEMARK_DB_MAX_CONNS", 16), "database pool size (TIDEMARK_DB_MAX_CONNS)")
-	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", int64(errs.int("TIDEMARK_MAX_BODY_BYTES", 16<<20)), "largest request body accepted (TIDEMARK_MAX_BODY_BYTES)")
-	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", errs.duration("TIDEMARK_SHUTDOWN_TIMEOUT", 15*time.Second), "how long shutdown waits for requests in flight (TIDEMARK_SHUTDOWN_TIMEOUT)")
-	fs.DurationVar(&c.PollInterval, "poll-interval", errs.duration("TIDEMARK_POLL_INTERVAL", 200*time.Millisecond), "how often live sync checks the database for other instances' changes (TIDEMARK_POLL_INTERVAL)")
+	fs.IntVar(&c.DBMaxConns, "db-max-conns", errs.int("TIDEMARK_DB_MAX_CONNS", defaults.DBMaxConns), "database pool size (TIDEMARK_DB_MAX_CONNS)")
+	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", errs.int64("TIDEMARK_MAX_BODY_BYTES", defaults.MaxBodyBytes), "largest request body accepted (TIDEMARK_MAX_BODY_BYTES)")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", errs.duration("TIDEMARK_SHUTDOWN_TIMEOUT", defaults.ShutdownTimeout), "how long shutdown waits for requests in flight (TIDEMARK_SHUTDOWN_TIMEOUT)")
+	fs.DurationVar(&c.PollInterval, "poll-interval", errs.duration("TIDEMARK_POLL_INTERVAL", defaults.PollInterval), "how often live sync checks the database for other instances' changes (TIDEMARK_POLL_INTERVAL)")
 	fs.BoolVar(&c.NoCache, "no-cache", env("TIDEMARK_NO_CACHE", "") == "true", "turn the by-id document cache off (TIDEMARK_NO_CACHE=true)")
-	fs.Int64Var(&c.CacheDocuments, "cache-documents", int64(errs.int("TIDEMARK_CACHE_DOCUMENTS", 100_000)), "documents the by-id cache holds (TIDEMARK_CACHE_DOCUMENTS)")
-	fs.DurationVar(&c.CacheTTL, "cache-ttl", errs.duration("TIDEMARK_CACHE_TTL", 5*time.Second), "longest a cached document is served, a backstop to invalidation (TIDEMARK_CACHE_TTL)")
+	fs.Int64Var(&c.CacheDocuments, "cache-documents", errs.int64("TIDEMARK_CACHE_DOCUMENTS", defaults.CacheDocuments), "documents the by-id cache holds (TIDEMARK_CACHE_DOCUMENTS)")
+	fs.DurationVar(&c.CacheTTL, "cache-ttl", errs.duration("TIDEMARK_CACHE_TTL", defaults.CacheTTL), "longest a cached document is served, a backstop to invalidation (TIDEMARK_CACHE_TTL)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", env("TIDEMARK_DEBUG_ADDR", ""), "if set, serve Go's /debug/pprof profiles on this separate address, e.g. 127.0.0.1:6060 (TIDEMARK_DEBUG_ADDR)")
 	return errors.Join(errs...)
 }
@@ -164,6 +172,19 @@ func (e *envErrors) int(name string, def int) int {
 		return def
 	}
 	n, err := strconv.Atoi(v)
+	if err != nil {
+		*e = append(*e, fmt.Errorf("%s=%q is not a whole number", name, v))
+		return def
+	}
+	return n
+}
+
+func (e *envErrors) int64(name string, def int64) int64 {
+	v, ok := os.LookupEnv(name)
+	if !ok {
+		return def
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil {
 		*e = append(*e, fmt.Errorf("%s=%q is not a whole number", name, v))
 		return def

@@ -146,7 +146,7 @@ func token(args []string, stdout, stderr io.Writer) error {
 	user := fs.String("user", "", "user id (required)")
 	ttl := fs.Duration("ttl", 24*time.Hour, "how long the token is valid")
 	secret := fs.String("jwt-secret", env("TIDEMARK_JWT_SECRET", ""), "HS256 secret (TIDEMARK_JWT_SECRET)")
-	dataDir := fs.String("data-dir", env("TIDEMARK_DATA_DIR", "./tidemark-data"), "data folder holding the dev secret (TIDEMARK_DATA_DIR)")
+	dataDir := fs.String("data-dir", env("TIDEMARK_DATA_DIR", defaults.DataDir), "data folder holding the dev secret (TIDEMARK_DATA_DIR)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -1,0 +1,200 @@
+// Package wiring builds Tidemark's server from its parts, once, for both
+// the program (cmd/tidemark) and the tests (testenv): the sync engine on
+// the database, the live-sync hub and the document cache listening to its
+// commits and to the polling notifier, the read API, the per-response
+// dataloaders, the resolvers and the HTTP handler. The defaults of the
+// settings it takes are declared here, and only here.
+//
+// It only wires: opening (or starting) the database, migrating it, the
+// listener and shutdown stay with the caller.
+package wiring
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/tidemark/tidemark/auth"
+	"github.com/tidemark/tidemark/collections"
+	"github.com/tidemark/tidemark/dataloader"
+	"github.com/tidemark/tidemark/db"
+	"github.com/tidemark/tidemark/doccache"
+	"github.com/tidemark/tidemark/graph"
+	"github.com/tidemark/tidemark/livesync"
+	"github.com/tidemark/tidemark/readapi"
+	"github.com/tidemark/tidemark/resolvers"
+	"github.com/tidemark/tidemark/server"
+	"github.com/tidemark/tidemark/syncengine"
+	"github.com/tidemark/tidemark/syncrules"
+)
+
+// Defaults of Config's settings, which are also the defaults of the
+// program's flags.
+const (
+	DefaultPollInterval   = 200 * time.Millisecond
+	DefaultCacheDocuments = doccache.DefaultMaxDocuments
+	DefaultCacheTTL       = doccache.DefaultTTL
+	DefaultMaxBodyBytes   = 16 << 20
+)
+
+// readyTimeout bounds one /readyz check.
+const readyTimeout = 2 * time.Second
+
+// Config is what Build needs besides the database. The zero value of every
+// setting means its default.
+type Config struct {
+	// Secret signs and verifies the bearer tokens (HS256).
+	Secret []byte
+	// Logger receives the hub's and the poller's lines, and the server's
+	// unless Server.Logger is set; nil discards them.
+	Logger *slog.Logger
+	// PollInterval is how often live sync and the cache look for other
+	// instances' commits (default DefaultPollInterval).
+	PollInterval time.Duration
+	// CacheDocuments and CacheTTL size the by-id document cache (defaults
+	// DefaultCacheDocuments and DefaultCacheTTL).
+	CacheDocuments int64
+	CacheTTL       time.Duration
+	// NoCache serves by-id lookups from the database alone. The cache is
+	// still built and invalidated, so turning it off changes nothing else.
+	NoCache bool
+	// StreamBuffer is how many events a stream subscriber may have waiting
+	// before it is disconnected (default: resolvers.Resolver's).
+	StreamBuffer int
+	// SyncRules decide what each caller syncs (partial replication); nil
+	// means the default rules (syncrules.Default), under which a token
+	// without a role syncs its whole tenant.
+	SyncRules *syncrules.Rules
+	// Server configures the HTTP surface. Build fills in Schema, Verifier,
+	// Ready, Heads and ResponseContext, and MaxBodyBytes when it is zero
+	// (DefaultMaxBodyBytes).
+	Server server.Config
+}
+
+func (c Config) withDefaults() Config {
+	if c.PollInterval == 0 {
+		c.PollInterval = DefaultPollInterval
+	}
+	if c.CacheDocuments == 0 {
+		c.CacheDocuments = DefaultCacheDocuments
+	}
+	if c.CacheTTL == 0 {
+		c.CacheTTL = DefaultCacheTTL
+	}
+	if c.Server.MaxBodyBytes == 0 {
+		c.Server.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.Server.Logger == nil {
+		c.Server.Logger = c.Logger
+	}
+	return c
+}
+
+// Built is a wired server: its parts, for callers and tests that look
+// inside, and its HTTP handler. Close stops what Build started; the
+// database stays open, as it is the caller's.
+type Built struct {
+	DB      *db.DB
+	Sync    *syncengine.Engine
+	Live    *livesync.Hub
+	Cache   *doccache.Cache
+	Handler http.Handler
+
+	stopPolling context.CancelFunc
+	polling     chan struct{} // closed when the poller has stopped
+}
+
+// Build wires a server on d. The polling notifier runs until Close.
+func Build(d *db.DB, cfg Config) (*Built, error) {
+	if d == nil {
+		return nil, errors.New("wiring: no database")
+	}
+	if len(cfg.Secret) == 0 {
+		return nil, errors.New("wiring: no JWT secret")
+	}
+	cfg = cfg.withDefaults()
+
+	engine := syncengine.New(d)
+	rules := cfg.SyncRules
+	if rules == nil {
+		var err error
+		if rules, err = syncrules.Default(collections.All()); err != nil {
+			return nil, err
+		}
+	}
+	engine.UseRules(rules)
+	cache, err := doccache.New(d, doccache.Options{MaxDocuments: cfg.CacheDocuments, TTL: cfg.CacheTTL})
+	if err != nil {
+		return nil, err
+	}
+	// The cache hears of a commit before the streams do, so a client that
+	// reads by id on a stream event sees the committed documents.
+	engine.OnCommit(cache.Committed)
+	hub := livesync.New(d, livesync.Options{Logger: cfg.Logger})
+	engine.OnCommit(func(tenantID string, c *collections.Collection, head int64, _ []collections.Document) {
+		hub.Notify(tenantID, c, head)
+	})
+
+	sources := dataloader.Sources{Documents: cache, Lists: d}
+	if cfg.NoCache {
+		sources.Documents = d
+	}
+	srv := cfg.Server
+	srv.Schema = graph.NewExecutableSchema(graph.Config{
+		Resolvers: &resolvers.Resolver{
+			Sync: engine, Live: hub, StreamBuffer: cfg.StreamBuffer,
+			Read: readapi.New(d), Sources: sources,
+		},
+		Complexity: resolvers.Complexity(),
+	})
+	srv.Verifier = auth.NewVerifier(cfg.Secret)
+	srv.Ready = ready(d)
+	srv.Heads = d
+	srv.ResponseContext = dataloader.PerResponse(sources)
+	handler, err := server.New(srv)
+	if err != nil {
+		hub.Close()
+		cache.Close()
+		return nil, err
+	}
+
+	ctx, stop := context.WithCancel(context.Background())
+	polling := make(chan struct{})
+	go func() {
+		defer close(polling)
+		livesync.PollingNotifier{
+			Heads: d, Listeners: []livesync.HeadListener{hub, cache},
+			Interval: cfg.PollInterval, Logger: cfg.Logger,
+		}.Run(ctx)
+	}()
+	return &Built{
+		DB: d, Sync: engine, Live: hub, Cache: cache, Handler: handler,
+		stopPolling: stop, polling: polling,
+	}, nil
+}
+
+// Close stops the poller, ends every live stream's scope and empties the
+// cache. It leaves the database open. Calling it again does nothing more.
+func (b *Built) Close() {
+	b.stopPolling()
+	<-b.polling
+	b.Live.Close()
+	b.Cache.Close()
+}
+
+// ready is /readyz: the database answers and its schema is current.
+func ready(d *db.DB) func(context.Context) error {
+	return func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+		defer cancel()
+		if err := d.Ping(ctx); err != nil {
+			return errors.New("database unreachable")
+		}
+		if err := d.CheckSchema(ctx); err != nil {
+			return errors.New("database schema outdated: run `tidemark migrate`")
+		}
+		return nil
+	}
+}
