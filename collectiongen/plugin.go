@@ -78,10 +78,25 @@ func (p *Plugin) Implement(prev string, f *codegen.Field) string {
 	if s, verb, ok := p.schema.Generates(f.Object.Name, f.Name); ok {
 		return ResolverBody(s, verb)
 	}
-	if strings.TrimSpace(prev) != "" {
+	if body := strings.TrimSpace(prev); body != "" && !p.schema.wasGenerated(f.Object.Name, f.Name, body) {
 		return prev
 	}
 	return fmt.Sprintf("panic(fmt.Errorf(%q))", "not implemented: "+f.GoFieldName+" - "+f.Name)
+}
+
+// wasGenerated reports whether body is the generated body of a root field
+// that is now declared by hand: a connection (Query.assets) replaced by a
+// custom one. gqlgen carries a resolver's body over when its field moves
+// to another file; kept, it would call the generated list function that is
+// no longer generated, and the build would fail with "undefined: listAssets".
+// The hand-written field starts from gqlgen's "not implemented" stub instead.
+func (sc *Schema) wasGenerated(object, field, body string) bool {
+	for _, s := range sc.Synced {
+		if object == "Query" && field == LowerFirst(s.Plural) && body == ResolverBody(s, "list") {
+			return true
+		}
+	}
+	return false
 }
 
 // GenerateCode writes the collection registry, node(id)'s conversions, the
