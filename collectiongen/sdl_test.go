@@ -94,6 +94,12 @@ func TestGeneratedSchemaOfANewCollectionIsValid(t *testing.T) {
 			t.Errorf("%s.%s is %s, want %s", f.object, f.field, got, f.typ)
 		}
 	}
+	if got := schema.Types["AssetInput"].Description; !strings.HasPrefix(got, "An Asset as a client writes it.") {
+		t.Errorf("AssetInput's description is %q", got)
+	}
+	if got := schema.Types["SiteInput"].Description; !strings.HasPrefix(got, "A Site as a client writes it.") {
+		t.Errorf("SiteInput's description is %q", got)
+	}
 	if args := schema.Query.Fields.ForName("assets").Arguments; len(args) != 5 || args.ForName("filter").Type.String() != "AssetFilter" {
 		t.Errorf("assets takes %d arguments, want first, after, last, before, filter: AssetFilter", len(args))
 	}
