@@ -93,11 +93,7 @@ type Writer struct {
 // reassignment that moves the item waits for that lock); CockroachDB runs
 // it SERIALIZABLE, where the same conflicts end in a retry.
 func (d *DB) WriteDocuments(ctx context.Context, tenantID string, c *collections.Collection, fn func(w collections.Writer) error) error {
-	opts := TxOptions{IsoLevel: pgx.ReadCommitted}
-	if d.Dialect == CockroachDB {
-		opts.IsoLevel = pgx.Serializable
-	}
-	return d.RunTx(ctx, opts, func(tx pgx.Tx) error {
+	return d.RunTx(ctx, TxOptions{IsoLevel: d.isolation()}, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, stmtLockScope, tenantID, c.Name); err != nil {
 			return fmt.Errorf("lock %s changes: %w", c.Name, err)
 		}

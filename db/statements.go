@@ -101,6 +101,8 @@ func Statements() ([]string, error) {
 		stmtVersion, stmtCreateMigrationsTable, stmtAppliedMigrations, stmtRecordMigration,
 		stmtSchemaVersion, stmtLockScope, stmtAdvanceScope, stmtScopeHead, stmtScopeHeads,
 		stmtTableColumns, stmtMembersOf, stmtSetMember, stmtPurgeHorizon,
+		stmtTakeLease, stmtReleaseLease, stmtPurgeRemovals, stmtRaiseHorizon,
+		stmtBucketFingerprints, stmtRecordFingerprint, stmtForgetFingerprint, stmtTenantIDs, stmtTenantMembers,
 	}
 	ms, err := Migrations()
 	if err != nil {
@@ -111,7 +113,8 @@ func Statements() ([]string, error) {
 	}
 	for _, c := range collections.All() {
 		s := statementsFor(c)
-		out = append(out, s.byIDs, s.changes, s.upsert, bucketChangesSQL(c))
+		out = append(out, s.byIDs, s.changes, s.upsert, bucketChangesSQL(c), purgeTombstonesSQL(c))
+		out = append(out, tenantDocumentsSQL(c))
 		for _, f := range c.Fields {
 			if f.RefersTo != "" {
 				out = append(out, childrenSQL(c, f))

@@ -165,7 +165,7 @@ func (s *scope) catchUp(ctx context.Context, log *slog.Logger, failures *int) bo
 			}
 			return true
 		}
-		ev := &Event{Documents: docs, Cursor: syncengine.EncodeCursor(s.key.collection, s.key.tenantID, s.key.set, next)}
+		ev := &Event{Documents: docs, Cursor: syncengine.EncodeCursor(s.key.collection, s.key.tenantID, s.key.set, syncengine.Position{Change: next})}
 		s.mu.Lock()
 		s.position = next
 		subs := make([]*subscriber, 0, len(s.subs))
@@ -238,7 +238,7 @@ func (s *scope) bringUpToDate(ctx context.Context, log *slog.Logger) bool {
 				break
 			}
 			from = docs[len(docs)-1].Change
-			ev := &Event{Documents: docs, Cursor: syncengine.EncodeCursor(s.key.collection, s.key.tenantID, s.key.set, from)}
+			ev := &Event{Documents: docs, Cursor: syncengine.EncodeCursor(s.key.collection, s.key.tenantID, s.key.set, syncengine.Position{Change: from})}
 			if !n.sub.deliver(ev) {
 				s.drop(log, n.sub, "subscriber fell behind")
 				break

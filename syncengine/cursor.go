@@ -24,50 +24,78 @@ import (
 // the caller's bucket and also carries a digest of the bucket, so a caller
 // whose set changed (another role, another user on the device) is told to
 // start over instead of reading another set's positions.
+//
+// Either may end with a floor: the purge horizon when the client's sync
+// began from a null checkpoint (see Position). Cursors without one, which
+// is every cursor issued before tombstones were purged, have floor 0.
 const (
 	cursorVersion    = "v1"
 	setCursorVersion = "v2"
 )
 
-// EncodeCursor returns the cursor after position `change` of the tenant's
-// collection c, in the caller's set.
-func EncodeCursor(c *collections.Collection, tenantID string, set syncrules.CollectionAccess, change int64) string {
-	raw := cursorVersion + ":" + c.Name + ":" + tenantDigest(tenantID) + ":" + strconv.FormatInt(change, 10)
+// Position is what a cursor holds: the change number after which the next
+// pull starts, and the floor, below which purged entries never concerned
+// this client (it started after they were purged).
+type Position struct {
+	Change int64
+	Floor  int64
+}
+
+// EncodeCursor returns the cursor of position p in the tenant's collection
+// c, in the caller's set.
+func EncodeCursor(c *collections.Collection, tenantID string, set syncrules.CollectionAccess, p Position) string {
+	parts := []string{cursorVersion, c.Name, tenantDigest(tenantID)}
 	if set.Scope != syncrules.All {
-		raw = setCursorVersion + ":" + c.Name + ":" + tenantDigest(tenantID) + ":" + setDigest(set) + ":" + strconv.FormatInt(change, 10)
+		parts = []string{setCursorVersion, c.Name, tenantDigest(tenantID), setDigest(set)}
 	}
-	return base64.RawURLEncoding.EncodeToString([]byte(raw))
+	parts = append(parts, strconv.FormatInt(p.Change, 10))
+	if p.Floor > p.Change {
+		parts = append(parts, strconv.FormatInt(p.Floor, 10))
+	}
+	return base64.RawURLEncoding.EncodeToString([]byte(strings.Join(parts, ":")))
 }
 
 // DecodeCursor returns the position a cursor of the tenant's collection c,
-// in the caller's set, points after.
-func DecodeCursor(c *collections.Collection, tenantID string, set syncrules.CollectionAccess, cursor string) (int64, error) {
+// in the caller's set, holds.
+func DecodeCursor(c *collections.Collection, tenantID string, set syncrules.CollectionAccess, cursor string) (Position, error) {
 	invalid := apperr.Invalid("checkpoint.cursor", "is not a cursor this server issued for %s; start again from a null checkpoint", c.Name)
 	if len(cursor) > 200 {
-		return 0, invalid
+		return Position{}, invalid
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(cursor)
 	if err != nil {
-		return 0, invalid
+		return Position{}, invalid
 	}
 	parts := strings.Split(string(raw), ":")
-	if len(parts) < 4 || parts[1] != c.Name || (parts[0] == cursorVersion) != (len(parts) == 4) ||
-		(parts[0] != cursorVersion && (parts[0] != setCursorVersion || len(parts) != 5)) {
-		return 0, invalid
+	head := 3 // version, collection, tenant
+	switch {
+	case len(parts) > 0 && parts[0] == cursorVersion:
+	case len(parts) > 0 && parts[0] == setCursorVersion:
+		head = 4 // and the set
+	default:
+		return Position{}, invalid
+	}
+	if len(parts) < head+1 || len(parts) > head+2 || parts[1] != c.Name {
+		return Position{}, invalid
 	}
 	if parts[2] != tenantDigest(tenantID) {
-		return 0, apperr.Invalid("checkpoint.cursor", "belongs to another account; start again from a null checkpoint")
+		return Position{}, apperr.Invalid("checkpoint.cursor", "belongs to another account; start again from a null checkpoint")
 	}
-	wantSet := set.Scope == syncrules.All && parts[0] == cursorVersion ||
-		set.Scope != syncrules.All && parts[0] == setCursorVersion && parts[3] == setDigest(set)
-	if !wantSet {
-		return 0, apperr.New(apperr.CheckpointExpired, "the checkpoint belongs to another sync set (the caller's role or user changed); start again from a null checkpoint")
+	sameSet := set.Scope == syncrules.All && head == 3 ||
+		set.Scope != syncrules.All && head == 4 && parts[3] == setDigest(set)
+	if !sameSet {
+		return Position{}, apperr.New(apperr.CheckpointExpired, "the checkpoint belongs to another sync set (the caller's role or user changed); start again from a null checkpoint")
 	}
-	change, err := strconv.ParseInt(parts[len(parts)-1], 10, 64)
-	if err != nil || change < 0 {
-		return 0, invalid
+	var p Position
+	if p.Change, err = strconv.ParseInt(parts[head], 10, 64); err != nil || p.Change < 0 {
+		return Position{}, invalid
 	}
-	return change, nil
+	if len(parts) == head+2 {
+		if p.Floor, err = strconv.ParseInt(parts[head+1], 10, 64); err != nil || p.Floor <= p.Change {
+			return Position{}, invalid
+		}
+	}
+	return p, nil
 }
 
 // setDigest names a partial set in a cursor without spelling out its id.

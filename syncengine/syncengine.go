@@ -86,51 +86,49 @@ func (e *Engine) Pull(ctx context.Context, caller Caller, c *collections.Collect
 		return PullResult{}, apperr.Invalid("limit", "must be between 1 and %d (got %d)", MaxPullLimit, limit)
 	}
 	set := e.Access(caller, c)
-	var after int64
+	var from Position
 	if cursor != nil {
 		var err error
-		if after, err = DecodeCursor(c, caller.TenantID, set, *cursor); err != nil {
+		if from, err = DecodeCursor(c, caller.TenantID, set, *cursor); err != nil {
 			return PullResult{}, err
 		}
 	}
+	if set.Scope == syncrules.None {
+		return PullResult{Documents: []collections.Document{}, Cursor: EncodeCursor(c, caller.TenantID, set, from)}, nil
+	}
+	// The horizon before the read bounds what this client never needs: an
+	// entry purged before it read could only concern a document it never had.
+	before, err := e.store.PurgeHorizon(ctx, caller.TenantID, c, set.BucketID)
+	if err != nil {
+		return PullResult{}, err
+	}
 	var docs []collections.Document
-	next := after
-	var err error
-	switch set.Scope {
-	case syncrules.None:
-		docs = []collections.Document{}
-	case syncrules.All:
-		docs, err = e.store.ChangesSince(ctx, caller.TenantID, c, after, limit)
+	next := from.Change
+	if set.Scope == syncrules.All {
+		docs, err = e.store.ChangesSince(ctx, caller.TenantID, c, from.Change, limit)
 		if len(docs) > 0 {
 			next = docs[len(docs)-1].Change
 		}
-	case syncrules.InBucket:
-		docs, next, err = e.store.BucketChangesSince(ctx, caller.TenantID, c, set.BucketID, after, limit)
+	} else {
+		docs, next, err = e.store.BucketChangesSince(ctx, caller.TenantID, c, set.BucketID, from.Change, limit)
 	}
 	if err != nil {
 		return PullResult{}, err
 	}
-	// Read the horizon after the changes: a purge that deleted an entry
-	// this read missed has moved it by now.
-	if err := e.checkHorizon(ctx, caller.TenantID, c, set, after); err != nil {
+	// The horizon after the read: a purge that deleted an entry this read
+	// missed has moved it by now.
+	after, err := e.store.PurgeHorizon(ctx, caller.TenantID, c, set.BucketID)
+	if err != nil {
 		return PullResult{}, err
 	}
-	return PullResult{Documents: docs, Cursor: EncodeCursor(c, caller.TenantID, set, next)}, nil
-}
-
-// checkHorizon refuses a checkpoint that may have missed a purged entry.
-func (e *Engine) checkHorizon(ctx context.Context, tenantID string, c *collections.Collection, set syncrules.CollectionAccess, after int64) error {
-	if after == 0 || set.Scope == syncrules.None {
-		return nil
+	if cursor != nil && from.Change < after && from.Floor < after {
+		return PullResult{}, apperr.New(apperr.CheckpointExpired, "the checkpoint is older than the deleted documents this server keeps; start again from a null checkpoint, keeping unsynced local changes")
 	}
-	horizon, err := e.store.PurgeHorizon(ctx, tenantID, c, set.BucketID)
-	if err != nil {
-		return err
+	floor := from.Floor
+	if cursor == nil || from.Change >= before {
+		floor = max(floor, before)
 	}
-	if after < horizon {
-		return apperr.New(apperr.CheckpointExpired, "the checkpoint is older than the deleted documents this server keeps; start again from a null checkpoint, keeping unsynced local changes")
-	}
-	return nil
+	return PullResult{Documents: docs, Cursor: EncodeCursor(c, caller.TenantID, set, Position{Change: next, Floor: floor})}, nil
 }
 
 // PushRow is one document a client pushes: the state it wants and the

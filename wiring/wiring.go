@@ -28,6 +28,7 @@ import (
 	"github.com/tidemark/tidemark/server"
 	"github.com/tidemark/tidemark/syncengine"
 	"github.com/tidemark/tidemark/syncrules"
+	"github.com/tidemark/tidemark/tombstones"
 )
 
 // Defaults of Config's settings, which are also the defaults of the
@@ -67,6 +68,11 @@ type Config struct {
 	// means the default rules (syncrules.Default), under which a token
 	// without a role syncs its whole tenant.
 	SyncRules *syncrules.Rules
+	// TombstoneRetention is how long deleted documents and removals are
+	// kept for offline devices; TombstonePurgeInterval how often the purge
+	// runs (defaults tombstones.DefaultRetention and DefaultInterval).
+	TombstoneRetention     time.Duration
+	TombstonePurgeInterval time.Duration
 	// Server configures the HTTP surface. Build fills in Schema, Verifier,
 	// Ready, Heads and ResponseContext, and MaxBodyBytes when it is zero
 	// (DefaultMaxBodyBytes).
@@ -106,7 +112,8 @@ type Built struct {
 	polling     chan struct{} // closed when the poller has stopped
 }
 
-// Build wires a server on d. The polling notifier runs until Close.
+// Build wires a server on d. The polling notifier and the tombstone purge
+// run until Close.
 func Build(d *db.DB, cfg Config) (*Built, error) {
 	if d == nil {
 		return nil, errors.New("wiring: no database")
@@ -162,12 +169,19 @@ func Build(d *db.DB, cfg Config) (*Built, error) {
 
 	ctx, stop := context.WithCancel(context.Background())
 	polling := make(chan struct{})
+	purger := &tombstones.Purger{Store: d, Retention: cfg.TombstoneRetention, Interval: cfg.TombstonePurgeInterval, Log: cfg.Logger}
 	go func() {
 		defer close(polling)
+		purging := make(chan struct{})
+		go func() {
+			defer close(purging)
+			purger.Run(ctx)
+		}()
 		livesync.PollingNotifier{
 			Heads: d, Listeners: []livesync.HeadListener{hub, cache},
 			Interval: cfg.PollInterval, Logger: cfg.Logger,
 		}.Run(ctx)
+		<-purging
 	}()
 	return &Built{
 		DB: d, Sync: engine, Live: hub, Cache: cache, Handler: handler,

@@ -13,9 +13,11 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/auth"
+	"github.com/tidemark/tidemark/collections"
 	"github.com/tidemark/tidemark/db"
 	"github.com/tidemark/tidemark/pgcluster"
 	"github.com/tidemark/tidemark/server"
+	"github.com/tidemark/tidemark/syncrules"
 	"github.com/tidemark/tidemark/wiring"
 )
 
@@ -58,6 +60,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err := m.Config.validate(); err != nil {
 		return err
 	}
+	// The rules file is read before anything starts: a bad rule stops the
+	// start with its file and line.
+	rules, err := syncrules.Load(m.Config.SyncRules, collections.All())
+	if err != nil {
+		return fmt.Errorf("sync rules: %w", err)
+	}
 	defer func() {
 		if err != nil {
 			m.Close(context.WithoutCancel(ctx))
@@ -86,6 +94,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		CacheDocuments: m.Config.CacheDocuments,
 		CacheTTL:       m.Config.CacheTTL,
 		NoCache:        m.Config.NoCache,
+		SyncRules:      rules,
+
+		TombstoneRetention:     m.Config.TombstoneRetention,
+		TombstonePurgeInterval: m.Config.TombstonePurgeInterval,
 		Server: server.Config{
 			Introspection:   m.Config.IntrospectionEnabled(),
 			PlaygroundToken: m.DevToken,

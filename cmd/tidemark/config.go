@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tidemark/tidemark/tombstones"
 	"github.com/tidemark/tidemark/wiring"
 )
 
@@ -32,6 +33,11 @@ type Config struct {
 	NoCache         bool          // serve by-id lookups from the database alone (for comparison)
 	CacheDocuments  int64         // capacity of the by-id document cache
 	CacheTTL        time.Duration // longest a cached document is served
+	SyncRules       string        // path of the sync rules file; empty means the default rules
+	// TombstoneRetention is how long deleted documents and removals are
+	// kept for offline devices; TombstonePurgeInterval how often they are purged.
+	TombstoneRetention     time.Duration
+	TombstonePurgeInterval time.Duration
 }
 
 // minSecretLen is the shortest JWT secret accepted: HS256 wants at least
@@ -53,6 +59,9 @@ var defaults = Config{
 	PollInterval:    wiring.DefaultPollInterval,
 	CacheDocuments:  wiring.DefaultCacheDocuments,
 	CacheTTL:        wiring.DefaultCacheTTL,
+
+	TombstoneRetention:     tombstones.DefaultRetention,
+	TombstonePurgeInterval: tombstones.DefaultInterval,
 }
 
 // withDefaults fills settings left zero (a Config built in code rather
@@ -69,6 +78,8 @@ func (c Config) withDefaults() Config {
 	fill(&c.PollInterval, defaults.PollInterval)
 	fill(&c.CacheDocuments, defaults.CacheDocuments)
 	fill(&c.CacheTTL, defaults.CacheTTL)
+	fill(&c.TombstoneRetention, defaults.TombstoneRetention)
+	fill(&c.TombstonePurgeInterval, defaults.TombstonePurgeInterval)
 	return c
 }
 
@@ -97,6 +108,12 @@ func (c Config) validate() error {
 	}
 	if c.PollInterval < 10*time.Millisecond {
 		errs = append(errs, fmt.Errorf("TIDEMARK_POLL_INTERVAL must be at least 10ms (got %s)", c.PollInterval))
+	}
+	if c.TombstoneRetention < time.Minute {
+		errs = append(errs, fmt.Errorf("TIDEMARK_TOMBSTONE_RETENTION must be at least 1m (got %s)", c.TombstoneRetention))
+	}
+	if c.TombstonePurgeInterval < time.Second {
+		errs = append(errs, fmt.Errorf("TIDEMARK_TOMBSTONE_PURGE_INTERVAL must be at least 1s (got %s)", c.TombstonePurgeInterval))
 	}
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("TIDEMARK_SHUTDOWN_TIMEOUT must not be negative"))
@@ -153,6 +170,9 @@ func bindConfig(fs *flag.FlagSet, c *Config) error {
 	fs.BoolVar(&c.NoCache, "no-cache", env("TIDEMARK_NO_CACHE", "") == "true", "turn the by-id document cache off (TIDEMARK_NO_CACHE=true)")
 	fs.Int64Var(&c.CacheDocuments, "cache-documents", errs.int64("TIDEMARK_CACHE_DOCUMENTS", defaults.CacheDocuments), "documents the by-id cache holds (TIDEMARK_CACHE_DOCUMENTS)")
 	fs.DurationVar(&c.CacheTTL, "cache-ttl", errs.duration("TIDEMARK_CACHE_TTL", defaults.CacheTTL), "longest a cached document is served, a backstop to invalidation (TIDEMARK_CACHE_TTL)")
+	fs.StringVar(&c.SyncRules, "sync-rules", env("TIDEMARK_SYNC_RULES", ""), "sync rules file (docs/sync-rules.md); empty means the default rules (TIDEMARK_SYNC_RULES)")
+	fs.DurationVar(&c.TombstoneRetention, "tombstone-retention", errs.duration("TIDEMARK_TOMBSTONE_RETENTION", defaults.TombstoneRetention), "how long deleted documents and removals are kept for offline devices (TIDEMARK_TOMBSTONE_RETENTION)")
+	fs.DurationVar(&c.TombstonePurgeInterval, "tombstone-purge-interval", errs.duration("TIDEMARK_TOMBSTONE_PURGE_INTERVAL", defaults.TombstonePurgeInterval), "how often tombstones older than the retention are purged (TIDEMARK_TOMBSTONE_PURGE_INTERVAL)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", env("TIDEMARK_DEBUG_ADDR", ""), "if set, serve Go's /debug/pprof profiles on this separate address, e.g. 127.0.0.1:6060 (TIDEMARK_DEBUG_ADDR)")
 	return errors.Join(errs...)
 }
