@@ -86,12 +86,21 @@ func (sc *Schema) ResolversGo(imports ...string) ([]byte, error) {
 		fmt.Fprintf(&b, "\tcollections.%s: func(d collections.Document) model.Node { return fromDocument[model.%s](collections.%s, d) },\n", n, n, n)
 	}
 	b.WriteString("}\n")
+	var priced []*Synced
 	for _, s := range sc.Synced {
 		fmt.Fprintf(&b, operationsTemplate, s.Collection.Name, s.Plural)
 		if _, _, ok := sc.Generates("Query", LowerFirst(s.Plural)); ok {
 			fmt.Fprintf(&b, listTemplate, s.Collection.Name, s.Plural)
+			priced = append(priced, s)
 		}
 	}
+	b.WriteString("\n// priceGeneratedConnections prices each generated connection as its page\n")
+	b.WriteString("// size times its selection (see Complexity).\n")
+	b.WriteString("func priceGeneratedConnections(c *graph.ComplexityRoot) {\n")
+	for _, s := range priced {
+		fmt.Fprintf(&b, "\tc.Query.%s = func(child int, first *int, _ *string, last *int, _ *string, _ *model.%sFilter) int {\n\t\treturn 1 + pageCost(first, last)*child\n\t}\n", s.Plural, s.Collection.Name)
+	}
+	b.WriteString("}\n")
 	return format.Source(b.Bytes())
 }
 

@@ -68,6 +68,9 @@ func (sc *Schema) NewMigrations(dir string) ([]MigrationFile, error) {
 		add(c.Table+"_by_updated_at", fmt.Sprintf(
 			"-- %s(orderBy updatedAt), the connection's order: keyset pages.\nCREATE INDEX IF NOT EXISTS %s_by_updated_at ON %s (tenant_id, updated_at, id)\n",
 			LowerFirst(s.Plural), c.Table, c.Table))
+		add(c.Table+"_tombstones", fmt.Sprintf(
+			"-- The tombstone purge finds the %s deleted before the retention horizon.\nCREATE INDEX IF NOT EXISTS %s_tombstones ON %s (updated_at) WHERE deleted\n",
+			c.Table, c.Table, c.Table))
 		for _, f := range c.Fields {
 			if f.RefersTo == "" {
 				continue

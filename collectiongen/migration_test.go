@@ -56,7 +56,7 @@ func TestNewMigrationsNumbersAfterTheLastOneAndSkipsCreatedTables(t *testing.T) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"0004_assets.sql", "0005_assets_by_updated_at.sql", "0006_assets_by_site_id.sql"}
+	want := []string{"0004_assets.sql", "0005_assets_by_updated_at.sql", "0006_assets_tombstones.sql", "0007_assets_by_site_id.sql"}
 	if got := names(ms); !slices.Equal(got, want) {
 		t.Fatalf("NewMigrations = %v, want %v (sites is created by 0002 already)", got, want)
 	}
@@ -68,8 +68,11 @@ func TestNewMigrationsNumbersAfterTheLastOneAndSkipsCreatedTables(t *testing.T) 
 	if !strings.Contains(ms[1].SQL, "CREATE INDEX IF NOT EXISTS assets_by_updated_at ON assets (tenant_id, updated_at, id)") {
 		t.Errorf("%s:\n%s", ms[1].Name, ms[1].SQL)
 	}
-	if !strings.Contains(ms[2].SQL, "CREATE INDEX IF NOT EXISTS assets_by_site_id ON assets (tenant_id, site_id)") {
+	if !strings.Contains(ms[2].SQL, "CREATE INDEX IF NOT EXISTS assets_tombstones ON assets (updated_at) WHERE deleted") {
 		t.Errorf("%s:\n%s", ms[2].Name, ms[2].SQL)
+	}
+	if !strings.Contains(ms[3].SQL, "CREATE INDEX IF NOT EXISTS assets_by_site_id ON assets (tenant_id, site_id)") {
+		t.Errorf("%s:\n%s", ms[3].Name, ms[3].SQL)
 	}
 }
 
@@ -114,8 +117,8 @@ func TestNewMigrationsProposesNothingOnceWritten(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got, want := names(first), []string{
-		"0002_assets.sql", "0003_assets_by_updated_at.sql", "0004_assets_by_site_id.sql",
-		"0005_sites.sql", "0006_sites_by_updated_at.sql",
+		"0002_assets.sql", "0003_assets_by_updated_at.sql", "0004_assets_tombstones.sql", "0005_assets_by_site_id.sql",
+		"0006_sites.sql", "0007_sites_by_updated_at.sql", "0008_sites_tombstones.sql",
 	}; !slices.Equal(got, want) {
 		t.Fatalf("NewMigrations = %v, want %v (tables in name order)", got, want)
 	}

@@ -40,6 +40,7 @@ var DefaultPaths = Paths{
 	PrintedSchema: "docs/schema.graphql",
 	ResolverImports: []string{
 		"github.com/tidemark/tidemark/collections",
+		"github.com/tidemark/tidemark/graph",
 		"github.com/tidemark/tidemark/graph/model",
 		"github.com/tidemark/tidemark/readapi",
 	},

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/collections"
+	"github.com/tidemark/tidemark/graph"
 	"github.com/tidemark/tidemark/graph/model"
 	"github.com/tidemark/tidemark/readapi"
 )
@@ -149,4 +150,18 @@ func streamWorkOrders(ctx context.Context, r *Resolver) (<-chan *model.WorkOrder
 	return stream(ctx, r, collections.WorkOrder, func(docs []*model.WorkOrder, cp *model.Checkpoint) *model.WorkOrderPullBulk {
 		return &model.WorkOrderPullBulk{Documents: docs, Checkpoint: cp}
 	})
+}
+
+// priceGeneratedConnections prices each generated connection as its page
+// size times its selection (see Complexity).
+func priceGeneratedConnections(c *graph.ComplexityRoot) {
+	c.Query.ChecklistItems = func(child int, first *int, _ *string, last *int, _ *string, _ *model.ChecklistItemFilter) int {
+		return 1 + pageCost(first, last)*child
+	}
+	c.Query.Notes = func(child int, first *int, _ *string, last *int, _ *string, _ *model.NoteFilter) int {
+		return 1 + pageCost(first, last)*child
+	}
+	c.Query.Sites = func(child int, first *int, _ *string, last *int, _ *string, _ *model.SiteFilter) int {
+		return 1 + pageCost(first, last)*child
+	}
 }

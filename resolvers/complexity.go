@@ -17,9 +17,7 @@ const childListEstimate = 10
 // sync path every device runs.
 func Complexity() graph.ComplexityRoot {
 	var c graph.ComplexityRoot
-	c.Query.Sites = func(child int, first *int, _ *string, last *int, _ *string, _ *model.SiteFilter) int {
-		return 1 + pageCost(first, last)*child
-	}
+	priceGeneratedConnections(&c)
 	c.Query.WorkOrders = func(child int, first *int, _ *string, last *int, _ *string, _ *model.WorkOrderFilter, _ *model.WorkOrderOrder) int {
 		return 1 + pageCost(first, last)*child
 	}
