@@ -193,18 +193,36 @@ func (m *membershipWrite) cascadeToChildren(def *syncrules.BucketDef, dep *syncr
 	if err != nil || len(children) == 0 {
 		return err
 	}
+	childIDs := make([]string, len(children))
+	for i, child := range children {
+		childIDs[i] = child.ID
+	}
+	rows, err := m.w.Members(m.ctx, dep.Collection, childIDs)
+	if err != nil {
+		return err
+	}
 	var changes []collections.MemberChange
 	var childMoves []move
 	for _, child := range children {
 		p, _ := dep.Ref(child)
 		mv := byParent[p]
+		held := presentIn(def, rows[child.ID])
+		var left, entered []string
 		for _, b := range mv.left {
-			changes = append(changes, collections.MemberChange{DocID: child.ID, Bucket: b, Present: false, Removed: &child})
+			// Only a bucket that holds the child loses it: a removal
+			// shows its bucket what it held, never a document it lacked.
+			if held[b] {
+				left = append(left, b)
+				changes = append(changes, collections.MemberChange{DocID: child.ID, Bucket: b, Present: false, Removed: &child})
+			}
 		}
 		for _, b := range mv.entered {
-			changes = append(changes, collections.MemberChange{DocID: child.ID, Bucket: b, Present: true, Refs: 1})
+			if !held[b] {
+				entered = append(entered, b)
+				changes = append(changes, collections.MemberChange{DocID: child.ID, Bucket: b, Present: true, Refs: 1})
+			}
 		}
-		childMoves = append(childMoves, move{before: &child, after: child, left: mv.left, entered: mv.entered})
+		childMoves = append(childMoves, move{before: &child, after: child, left: left, entered: entered})
 	}
 	if err := m.number(dep.Collection, changes); err != nil {
 		return err
