@@ -19,7 +19,11 @@ type Hub struct {
 
 	mu     sync.Mutex
 	scopes map[scopeKey]*scope
-	closed bool
+	// byTarget indexes the scopes by (tenant, collection): a commit wakes
+	// every set's scope of its collection, and with hundreds of
+	// technicians' buckets per tenant it must not walk every scope.
+	byTarget map[target]map[*scope]struct{}
+	closed   bool
 	ctx    context.Context
 	cancel context.CancelFunc
 }
@@ -27,7 +31,13 @@ type Hub struct {
 // New returns a hub reading from store.
 func New(store Store, opts Options) *Hub {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Hub{store: store, opts: opts.withDefaults(), scopes: map[scopeKey]*scope{}, ctx: ctx, cancel: cancel}
+	return &Hub{store: store, opts: opts.withDefaults(), scopes: map[scopeKey]*scope{}, byTarget: map[target]map[*scope]struct{}{}, ctx: ctx, cancel: cancel}
+}
+
+// target is what a commit names: a tenant's collection.
+type target struct {
+	tenantID   string
+	collection *collections.Collection
 }
 
 // ErrClosed is returned by Subscribe after Close.
@@ -64,6 +74,11 @@ func (h *Hub) Subscribe(ctx context.Context, tenantID string, c *collections.Col
 	if !running {
 		s = newScope(h, key)
 		h.scopes[key] = s
+		t := target{tenantID, c}
+		if h.byTarget[t] == nil {
+			h.byTarget[t] = map[*scope]struct{}{}
+		}
+		h.byTarget[t][s] = struct{}{}
 	}
 	s.add(sub)
 	h.mu.Unlock()
@@ -85,6 +100,11 @@ func (h *Hub) unsubscribe(s *scope, sub *subscriber) {
 	defer h.mu.Unlock()
 	if s.remove(sub) == 0 && h.scopes[s.key] == s {
 		delete(h.scopes, s.key)
+		t := target{s.key.tenantID, s.key.collection}
+		delete(h.byTarget[t], s)
+		if len(h.byTarget[t]) == 0 {
+			delete(h.byTarget, t)
+		}
 		s.stop()
 	}
 }
@@ -94,11 +114,10 @@ func (h *Hub) unsubscribe(s *scope, sub *subscriber) {
 // It never blocks and does nothing for scopes without local subscribers.
 func (h *Hub) Notify(tenantID string, c *collections.Collection, head int64) {
 	h.mu.Lock()
-	var scopes []*scope
-	for k, s := range h.scopes {
-		if k.tenantID == tenantID && k.collection == c {
-			scopes = append(scopes, s)
-		}
+	targeted := h.byTarget[target{tenantID, c}]
+	scopes := make([]*scope, 0, len(targeted))
+	for s := range targeted {
+		scopes = append(scopes, s)
 	}
 	h.mu.Unlock()
 	for _, s := range scopes {
@@ -142,6 +161,7 @@ func (h *Hub) Close() {
 	h.closed = true
 	scopes := h.scopes
 	h.scopes = map[scopeKey]*scope{}
+	h.byTarget = map[target]map[*scope]struct{}{}
 	h.mu.Unlock()
 	h.cancel()
 	for _, s := range scopes {
