@@ -108,6 +108,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	// Bucket rows follow the rules before anyone syncs: computed once for
+	// data from before the rules, again when the rules file changed.
+	rebuilt, err := m.built.Sync.RebuildMemberships(ctx)
+	if err != nil {
+		return err
+	}
+	m.Log.Info("bucket membership is current", "rebuild", rebuilt)
 	// Websockets live until Close cancels this context; closing it ends
 	// every websocket, so clients reconnect elsewhere.
 	m.background, m.stopBackground = context.WithCancel(context.WithoutCancel(ctx))

@@ -23,8 +23,11 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/auth"
+	"github.com/tidemark/tidemark/collections"
 	"github.com/tidemark/tidemark/db"
 	"github.com/tidemark/tidemark/pgcluster"
+	"github.com/tidemark/tidemark/syncengine"
+	"github.com/tidemark/tidemark/syncrules"
 )
 
 func main() {
@@ -109,6 +112,10 @@ func migrate(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	rules, err := syncrules.Load(cfg.SyncRules, collections.All())
+	if err != nil {
+		return fmt.Errorf("sync rules: %w", err)
+	}
 	url := cfg.DatabaseURL
 	if url == "" {
 		cluster, err := pgcluster.Start(ctx, pgcluster.Config{DataDir: cfg.DataDir, Logger: log})
@@ -134,6 +141,15 @@ func migrate(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log.Info("database schema is current", "version", v)
+	// Bucket rows follow the rules file this deployment runs: computed
+	// once for data from before the rules, again when the file changed.
+	engine := syncengine.New(d)
+	engine.UseRules(rules)
+	rebuilt, err := engine.RebuildMemberships(ctx)
+	if err != nil {
+		return err
+	}
+	log.Info("bucket membership is current", "rebuild", rebuilt)
 	return nil
 }
 
