@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -28,13 +29,31 @@ removed_state = CASE WHEN excluded.present THEN NULL ELSE COALESCE(excluded.remo
 // tombstone is purged).
 func bucketChangesSQL(c *collections.Collection) string {
 	cols := "COALESCE(d.id, m.doc_id), m.change_seq, COALESCE(d.updated_at, m.changed_at), COALESCE(d.deleted, true)"
-	for _, f := range c.Fields {
-		cols += ", d." + f.Column
+	for _, col := range fieldColumns(c) {
+		cols += ", d." + col
+	}
+	// The document is looked up per entry (LATERAL ... LIMIT 1) so the plan
+	// stays an index range over the bucket plus one index lookup per row:
+	// a plain join lets the planner scan the whole table of the tenant.
+	// Entries that count a document the bucket never held (a work order's
+	// site that has not synced) carry nothing and are not read.
+	var dcols []string
+	for _, col := range append(append([]string{}, bookkeepingColumns...), fieldColumns(c)...) {
+		dcols = append(dcols, "x."+col)
 	}
 	return fmt.Sprintf(`SELECT m.present, m.removed_state, %s FROM sync_bucket_members AS m
-LEFT JOIN %s AS d ON d.tenant_id = m.tenant_id AND d.id = m.doc_id
+LEFT JOIN LATERAL (SELECT %s FROM %s AS x WHERE x.tenant_id = m.tenant_id AND x.id = m.doc_id LIMIT 1) AS d ON true
 WHERE m.tenant_id = $1 AND m.collection = $2 AND m.bucket = $3 AND m.change_seq > $4
-ORDER BY m.change_seq LIMIT $5`, cols, c.Table)
+AND (m.present OR m.removed_state IS NOT NULL)
+ORDER BY m.change_seq LIMIT $5`, cols, strings.Join(dcols, ", "), c.Table)
+}
+
+func fieldColumns(c *collections.Collection) []string {
+	out := make([]string, len(c.Fields))
+	for i, f := range c.Fields {
+		out[i] = f.Column
+	}
+	return out
 }
 
 // childrenSQL reads the live documents of c whose field holds one of $2.

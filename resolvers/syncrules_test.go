@@ -161,3 +161,33 @@ func TestPushOutsideTheSetIsNotWritten(t *testing.T) {
 		t.Fatalf("read API for a technician: status %d, errors %v", status, errs)
 	}
 }
+
+// Devices push each collection on its own, so a technician's new checklist
+// item may arrive before its new work order: it is written (it shows
+// nobody anything yet) and joins her set when the work order arrives. A
+// new item under someone else's existing work order is outside her set.
+func TestChildPushedBeforeItsParentIsKept(t *testing.T) {
+	env := testenv.New(t, testenv.Options{})
+	tenant := tenantOf(t)
+	dispatcher := withRole(t, env, tenant, "d-1", "dispatcher")
+	alice := withRole(t, env, tenant, "alice", "technician")
+	dispatcher.create(siteFixture, siteFixture.valid("site-a"))
+	dispatcher.create(workOrderFixture, with(workOrderFixture.valid("wo-bob"), edit{"siteId", "site-a"}, edit{"assigneeId", "bob"}))
+
+	early := with(checklistItemFixture.valid("ci-early"), edit{"workOrderId", "wo-new"})
+	if got := alice.push(checklistItemFixture, row{next: early}); len(got) != 0 {
+		t.Fatalf("an item pushed before its work order came back as %v", idsOf(got))
+	}
+	intruder := with(checklistItemFixture.valid("ci-intruder"), edit{"workOrderId", "wo-bob"})
+	got := alice.push(checklistItemFixture, row{next: intruder})
+	assertSet(t, "an item under bob's work order", got, "-ci-intruder")
+
+	_, cursor := alice.pullAll(checklistItemFixture, "", 100)
+	if got := alice.push(workOrderFixture, row{next: with(workOrderFixture.valid("wo-new"), edit{"siteId", "site-a"}, edit{"assigneeId", "alice"})}); len(got) != 0 {
+		t.Fatalf("alice's own work order came back as %v", idsOf(got))
+	}
+	items, _ := alice.pullAll(checklistItemFixture, cursor, 100)
+	assertSet(t, "alice's checklist once the work order arrived", items, "ci-early")
+	all, _ := dispatcher.pullAll(checklistItemFixture, "", 100)
+	assertSet(t, "the tenant's checklist items (the intruder was not written)", all, "ci-early")
+}

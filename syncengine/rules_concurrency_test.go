@@ -890,7 +890,7 @@ func TestRulesFirstSyncOfATechnicianReadsOnlyItsRows(t *testing.T) {
 		}
 
 		set := e.engine.Access(me, tc.c)
-		stmt := statementOf(t, "FROM sync_bucket_members AS m", "JOIN "+tc.c.Table+" AS d")
+		stmt := statementOf(t, "FROM sync_bucket_members AS m", "FROM "+tc.c.Table+" AS x")
 		read := map[string]float64{}
 		var nodes []string
 		for _, after := range afters {

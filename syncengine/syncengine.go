@@ -265,6 +265,23 @@ func (e *Engine) inside(ctx context.Context, w collections.Writer, c *collection
 	if err != nil {
 		return nil, err
 	}
+	// A new document that no bucket can hold yet, because what would bring
+	// it in has not synced (a checklist item pushed before its work order:
+	// devices push each collection on its own), is written: it is the
+	// caller's own data and shows nobody anything. It joins the sets of
+	// its parent when the parent arrives.
+	var existing map[string]collections.Document
+	if mem.Shape == syncrules.Child {
+		var parents []string
+		for _, r := range rows {
+			if p, ok := mem.Ref(r.New); ok {
+				parents = append(parents, p)
+			}
+		}
+		if existing, err = w.Documents(ctx, mem.Via, parents); err != nil {
+			return nil, err
+		}
+	}
 	m := &membershipWrite{ctx: ctx, w: w, rules: e.rules, pushed: c}
 	for i, r := range rows {
 		if _, exists := masters[r.New.ID]; exists {
@@ -275,9 +292,31 @@ func (e *Engine) inside(ctx context.Context, w collections.Writer, c *collection
 		if err != nil {
 			return nil, err
 		}
-		out[i] = sets[0][set.BucketID]
+		out[i] = sets[0][set.BucketID] || orphan(mem, r.New, existing, members[r.New.ID])
 	}
 	return out, nil
+}
+
+// orphan reports whether a new document is one no bucket holds or counts
+// yet because what would bring it in does not exist.
+func orphan(mem *syncrules.Membership, doc collections.Document, parents map[string]collections.Document, rows []collections.Member) bool {
+	switch mem.Shape {
+	case syncrules.Child:
+		p, ok := mem.Ref(doc)
+		if !ok {
+			return false
+		}
+		_, exists := parents[p]
+		return !exists
+	case syncrules.Parent:
+		for _, r := range rows {
+			if r.Refs > 0 {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // bucketDef is the definition that owns a bucket id.
