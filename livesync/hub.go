@@ -24,8 +24,8 @@ type Hub struct {
 	// technicians' buckets per tenant it must not walk every scope.
 	byTarget map[target]map[*scope]struct{}
 	closed   bool
-	ctx    context.Context
-	cancel context.CancelFunc
+	ctx      context.Context
+	cancel   context.CancelFunc
 }
 
 // New returns a hub reading from store.

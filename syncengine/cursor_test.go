@@ -46,7 +46,7 @@ func TestCursorIsRefusedOutsideItsScope(t *testing.T) {
 
 func TestCursorIsOpaqueAndURLSafe(t *testing.T) {
 	for _, tenant := range []string{"tenant-a", "a:b/c d", "ü"} {
-		cur := syncengine.EncodeCursor(collections.Note, tenant, wholeTenant, syncengine.Position{Change: 1<<62})
+		cur := syncengine.EncodeCursor(collections.Note, tenant, wholeTenant, syncengine.Position{Change: 1 << 62})
 		if strings.ContainsAny(cur, "+/=: ") {
 			t.Errorf("cursor %q for tenant %q is not plain base64url", cur, tenant)
 		}
