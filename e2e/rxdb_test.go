@@ -37,7 +37,7 @@ func TestRxDB(t *testing.T) {
 	}
 
 	secret := randomHex(t, 20) // 40 characters
-	bin, serverEnv := buildAndMigrate(t, secret)
+	bin, serverEnv, _ := buildAndMigrate(t, secret)
 	// Two instances on one database: the tests may stop the first one and
 	// start it again (on the same address); the second one stays up.
 	first := startInstance(t, "first", bin, serverEnv)
@@ -85,8 +85,9 @@ func TestRxDB(t *testing.T) {
 }
 
 // buildAndMigrate builds the tidemark binary, makes a fresh database and
-// migrates it. It returns the binary and the environment to serve with.
-func buildAndMigrate(t *testing.T, secret string) (bin string, env []string) {
+// migrates it. It returns the binary, the environment to serve with and the
+// database's URL.
+func buildAndMigrate(t *testing.T, secret string) (bin string, env []string, dbURL string) {
 	t.Helper()
 	root, err := filepath.Abs("..")
 	if err != nil {
@@ -98,8 +99,9 @@ func buildAndMigrate(t *testing.T, secret string) (bin string, env []string) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/tidemark: %v\n%s", err, out)
 	}
+	dbURL = dbtest.URL(t)
 	env = append(os.Environ(),
-		"TIDEMARK_DATABASE_URL="+dbtest.URL(t),
+		"TIDEMARK_DATABASE_URL="+dbURL,
 		"TIDEMARK_JWT_SECRET="+secret,
 		"TIDEMARK_LOG_FORMAT=json",
 		"TIDEMARK_DATA_DIR="+t.TempDir(),
@@ -109,7 +111,7 @@ func buildAndMigrate(t *testing.T, secret string) (bin string, env []string) {
 	if out, err := migrate.CombinedOutput(); err != nil {
 		t.Fatalf("tidemark migrate: %v\n%s", err, out)
 	}
-	return bin, env
+	return bin, env, dbURL
 }
 
 // instance is one `tidemark serve` process, which can be stopped and

@@ -75,13 +75,19 @@
 //   authenticated with the token of the replication that opened it and is
 //   closed when that token expires. Give each account its own wsUrl (any
 //   query string will do) to keep them apart.
+// - A pull refused with CHECKPOINT_EXPIRED (the server purged deletes newer
+//   than the checkpoint, or the caller's sync set changed) starts over from a
+//   null checkpoint, keeping unsynced local changes, and drops the local
+//   documents the server no longer has: see checkpoint-expired.mjs.
 // - replicateTidemark also works around three faults of RxDB 17.6 (see
 //   inOrderAfterPushes, guardDispose and the start() wrapper): stream events
 //   skipped for good while a resync pushes, an unhandled rejection when a
 //   replication is cancelled while its socket reconnects, and a second
 //   subscription (and a socket that never closes) after pause() and start().
 
-import { GRAPHQL_WEBSOCKET_BY_URL, replicateGraphQL } from 'rxdb/plugins/replication-graphql';
+import { GRAPHQL_WEBSOCKET_BY_URL } from 'rxdb/plugins/replication-graphql';
+
+import { replicateGraphQLWithReset, upstreamIdle } from './checkpoint-expired.mjs';
 
 const idProperty = { type: 'string', maxLength: 128 };
 // Set by the server on every accepted write (RFC 3339, microseconds).
@@ -244,6 +250,8 @@ export function streamSubscription(type) {
  *              options for that direction (modifier, responseModifier, ...)
  *   replicationIdentifier  defaults to one per server and type; use a separate
  *              database (or identifier) per signed-in account
+ *   checkpointReset  options of replicateGraphQLWithReset (checkpoint-expired.mjs):
+ *              onReset, pushWait, dropMissing
  *   any other option (retryTime, waitForLeadership, autoStart, fetch, ...) is
  *   passed to RxDB's replicateGraphQL.
  */
@@ -260,6 +268,7 @@ export function replicateTidemark(collection, options) {
     wsUrl = websocketUrl(url),
     wsOptions = {},
     replicationIdentifier,
+    checkpointReset = {},
     ...rest
   } = options;
   if (!url) throw new Error('tidemark: url is required');
@@ -281,7 +290,7 @@ export function replicateTidemark(collection, options) {
   // that a token given with setHeaders() is the one the websocket sends.
   const authorization = () => headerValue(replication?.clientState.headers, 'Authorization');
 
-  replication = replicateGraphQL({
+  replication = replicateGraphQLWithReset({
     collection,
     url: streaming ? { http: url, ws: wsUrl } : { http: url },
     headers: token ? { ...headers, Authorization: `Bearer ${token}` } : headers,
@@ -347,7 +356,7 @@ export function replicateTidemark(collection, options) {
       dataPath: ['data', `push${type}s`],
     },
     ...rest,
-  });
+  }, checkpointReset);
 
   if (streaming) {
     // RxDB's GraphQL start() subscribes and takes a reference on the shared
@@ -391,16 +400,6 @@ function inOrderAfterPushes(getReplication) {
     last = next.catch(() => {});
     return next;
   };
-}
-
-async function upstreamIdle(replication) {
-  const state = replication?.internalReplicationState;
-  if (!state) return;
-  for (;;) {
-    const up = state.streamQueue.up;
-    await up.catch(() => {});
-    if (up === state.streamQueue.up) return;
-  }
 }
 
 const guarded = new WeakSet();

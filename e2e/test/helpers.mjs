@@ -15,6 +15,7 @@ import {
   tidemarkCollections,
   websocketUrl,
 } from '../tidemark-rxdb.mjs';
+import { expiredCheckpoint } from '../checkpoint-expired.mjs';
 
 // Dev-mode checks schemas and queries, and with the validator every document
 // the server sends must fit the client schema.
@@ -51,7 +52,9 @@ export function newId(prefix) {
  * only at start and on sync().
  *
  * A replication error fails a sync() in progress (RxDB itself only retries),
- * and every error is kept in client.errors for the test to check.
+ * but for CHECKPOINT_EXPIRED, which replicateTidemark handles by resyncing;
+ * every error is kept in client.errors for the test to check, and each
+ * resync after CHECKPOINT_EXPIRED in client.resets.
  */
 export async function openClient(name, token, options = {}) {
   const {
@@ -63,6 +66,8 @@ export async function openClient(name, token, options = {}) {
     wsUrl,
     fetch: customFetch,
     batchSize,
+    // Options of the CHECKPOINT_EXPIRED recipe (checkpoint-expired.mjs).
+    checkpointReset = {},
   } = options;
   const dbName = `${name}-${randomUUID()}`.toLowerCase();
   const db = await createRxDatabase({
@@ -74,6 +79,7 @@ export async function openClient(name, token, options = {}) {
 
   const errors = [];
   const conflicts = [];
+  const resets = [];
   const errorListeners = new Set();
   // Races a wait on the replications against their next error, which a
   // replication otherwise only retries.
@@ -121,9 +127,17 @@ export async function openClient(name, token, options = {}) {
       retryTime: 500,
       waitForLeadership: false,
       fetch: customFetch,
+      checkpointReset: {
+        ...checkpointReset,
+        onReset: (reset) => {
+          resets.push(reset);
+          checkpointReset.onReset?.(reset);
+        },
+      },
     });
     r.error$.subscribe((err) => {
       errors.push(err);
+      if (expiredCheckpoint(err) !== undefined) return;
       for (const listener of errorListeners) listener(err, c);
     });
     r.conflict$.subscribe((conflict) => conflicts.push({ collection: c, ...conflict }));
@@ -155,6 +169,8 @@ export async function openClient(name, token, options = {}) {
     // Conflicts RxDB resolved for pushes of this client (the server returned a
     // document other than the one sent).
     conflicts,
+    /** {collection, dropped} of each full resync after CHECKPOINT_EXPIRED. */
+    resets,
     /** connects: how often the websocket connected; closes: {code, reason} of each close. */
     socket,
     /** The documents each collection received in stream events, in order. */
@@ -292,7 +308,7 @@ function probe(collection, id) {
   return { id, ...fields, deleted: true };
 }
 
-function describeError(err) {
+export function describeError(err) {
   if (!err) return String(err);
   const parts = [err.message ?? String(err)];
   if (err.parameters) {
