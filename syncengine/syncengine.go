@@ -124,11 +124,9 @@ func (e *Engine) Pull(ctx context.Context, caller Caller, c *collections.Collect
 	if cursor != nil && from.Change < after && from.Floor < after {
 		return PullResult{}, apperr.New(apperr.CheckpointExpired, "the checkpoint is older than the deleted documents this server keeps; start again from a null checkpoint, keeping unsynced local changes")
 	}
-	floor := from.Floor
-	if cursor == nil || from.Change >= before {
-		floor = max(floor, before)
-	}
-	return PullResult{Documents: docs, Cursor: EncodeCursor(c, caller.TenantID, set, Position{Change: next, Floor: floor})}, nil
+	// Whatever was purged before this read never concerns this client
+	// again: it started from null, or passed the check above.
+	return PullResult{Documents: docs, Cursor: EncodeCursor(c, caller.TenantID, set, Position{Change: next, Floor: max(from.Floor, before)})}, nil
 }
 
 // PushRow is one document a client pushes: the state it wants and the
