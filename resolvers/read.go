@@ -1,8 +1,12 @@
 package resolvers
 
+// The read API's shared machinery: who may read, the per-response loaders,
+// Relay paging and connections, the nested parent and children loads, and
+// node(id). The generated connections (collections.generated.go) and the
+// custom ones (custom_read.go) are built on it.
+
 import (
 	"context"
-	"encoding/json"
 	"slices"
 	"time"
 
@@ -69,46 +73,6 @@ func updatedSinceQuery(since *time.Time, includeDeleted bool) readapi.ListQuery 
 	return q
 }
 
-func workOrderQuery(f *model.WorkOrderFilter, order *model.WorkOrderOrder) readapi.ListQuery {
-	q := readapi.ListQuery{OrderBy: "updatedAt"}
-	if order != nil {
-		switch order.Field {
-		case model.WorkOrderOrderFieldDueAt:
-			q.OrderBy = "dueAt"
-		case model.WorkOrderOrderFieldPriority:
-			q.OrderBy = "priority"
-		}
-		q.Desc = order.Direction != nil && *order.Direction == model.OrderDirectionDesc
-	}
-	if f == nil {
-		return q
-	}
-	if f.Status != nil {
-		statuses := make([]string, len(f.Status))
-		for i, s := range f.Status {
-			statuses[i] = string(s)
-		}
-		q.Filters = append(q.Filters, readapi.Filter{Field: "status", Op: readapi.OpIn, Value: statuses})
-	}
-	if f.AssigneeID != nil {
-		q.Filters = append(q.Filters, readapi.Filter{Field: "assigneeId", Op: readapi.OpEqual, Value: *f.AssigneeID})
-	}
-	if f.SiteID != nil {
-		q.Filters = append(q.Filters, readapi.Filter{Field: "siteId", Op: readapi.OpEqual, Value: *f.SiteID})
-	}
-	if f.DueBefore != nil {
-		q.Filters = append(q.Filters, readapi.Filter{Field: "dueAt", Op: readapi.OpBefore, Value: *f.DueBefore})
-	}
-	if f.DueAfter != nil {
-		q.Filters = append(q.Filters, readapi.Filter{Field: "dueAt", Op: readapi.OpAtOrAfter, Value: *f.DueAfter})
-	}
-	if f.UpdatedSince != nil {
-		q.Filters = append(q.Filters, readapi.Filter{Field: "updatedAt", Op: readapi.OpAtOrAfter, Value: *f.UpdatedSince})
-	}
-	q.IncludeDeleted = f.IncludeDeleted != nil && *f.IncludeDeleted
-	return q
-}
-
 // prefetchers queue the nested loads of a collection's custom nested
 // fields for a page of its documents (see connection).
 var prefetchers = map[*collections.Collection]func(context.Context, *dataloader.Loaders, []collections.Document){
@@ -140,136 +104,6 @@ func connection[T, E any](ctx context.Context, r *Resolver, l readapi.List, edge
 		edges[i] = edge(fromDocument[T](l.Collection, d), res.Cursors[i])
 	}
 	return edges, pageInfo(res), total, nil
-}
-
-// prefetchWorkOrderFields queues, before gqlgen resolves a page's items,
-// the nested loads the query selects on them, so each is one statement
-// whatever the page size and however the items are scheduled.
-func prefetchWorkOrderFields(ctx context.Context, loaders *dataloader.Loaders, docs []collections.Document) {
-	sel := nodeSelections(ctx, "WorkOrderConnection", "WorkOrderEdge", "WorkOrder")
-	for _, d := range docs {
-		if siteID, ok := d.Fields["siteId"].(string); ok && sel["site"] {
-			loaders.PrefetchDocument(ctx, collections.Site, siteID)
-		}
-		if sel["checklist"] {
-			loaders.PrefetchChildren(ctx, collections.ChecklistItem, "workOrderId", "position", d.ID)
-		}
-		if sel["notes"] {
-			loaders.PrefetchChildren(ctx, collections.Note, "workOrderId", "updatedAt", d.ID)
-		}
-	}
-}
-
-// nodeSelections returns the names of the fields selected on a
-// connection's edges.node, fragments included.
-func nodeSelections(ctx context.Context, connType, edgeType, nodeType string) map[string]bool {
-	oc, fc := graphql.GetOperationContext(ctx), graphql.GetFieldContext(ctx)
-	out := map[string]bool{}
-	if oc == nil || fc == nil {
-		return out
-	}
-	for _, e := range graphql.CollectFields(oc, fc.Field.Selections, []string{connType}) {
-		if e.Name != "edges" {
-			continue
-		}
-		for _, n := range graphql.CollectFields(oc, e.Selections, []string{edgeType}) {
-			if n.Name != "node" {
-				continue
-			}
-			for _, f := range graphql.CollectFields(oc, n.Selections, []string{nodeType, "Node"}) {
-				out[f.Name] = true
-			}
-		}
-	}
-	return out
-}
-
-// siteWorkOrders is Site.workOrders: the first page of every site of a
-// response is read in one statement, through the grouped loader.
-func siteWorkOrders(ctx context.Context, r *Resolver, site *model.Site, first *int, after *string, filter *model.WorkOrderFilter) (*model.WorkOrderConnection, error) {
-	id, err := readerFrom(ctx, r)
-	if err != nil {
-		return nil, err
-	}
-	plan, err := siteWorkOrdersPlan(first, after, filter)
-	if err != nil {
-		return nil, err
-	}
-	loaders := loadersFor(ctx, r, id.TenantID)
-	docs, err := loaders.GroupPage(ctx, collections.WorkOrder, "siteId", site.ID, plan.Query)
-	if err != nil {
-		return nil, err
-	}
-	res := plan.Result(docs)
-	conn := &model.WorkOrderConnection{PageInfo: pageInfo(res), Edges: make([]*model.WorkOrderEdge, len(res.Documents))}
-	for i, d := range res.Documents {
-		conn.Edges[i] = &model.WorkOrderEdge{Node: fromDocument[model.WorkOrder](collections.WorkOrder, d), Cursor: res.Cursors[i]}
-	}
-	if selects(ctx, "totalCount") {
-		if conn.TotalCount, err = loaders.GroupCount(ctx, collections.WorkOrder, "siteId", site.ID, plan.Query); err != nil {
-			return nil, err
-		}
-	}
-	return conn, nil
-}
-
-func siteWorkOrdersPlan(first *int, after *string, filter *model.WorkOrderFilter) (readapi.Plan, error) {
-	due := model.WorkOrderOrderFieldDueAt
-	return readapi.Prepare(readapi.List{
-		Collection: collections.WorkOrder,
-		Query:      workOrderQuery(filter, &model.WorkOrderOrder{Field: due}),
-		Page:       readapi.PageArgs{First: first, After: after},
-	})
-}
-
-// prefetchSiteFields queues each site's Site.workOrders page (and count)
-// the query selects, with the arguments it gives them, before gqlgen
-// resolves the sites: one statement each, whatever the timing. Arguments
-// it cannot read are left to the resolver, which reports them.
-func prefetchSiteFields(ctx context.Context, loaders *dataloader.Loaders, docs []collections.Document) {
-	oc, fc := graphql.GetOperationContext(ctx), graphql.GetFieldContext(ctx)
-	if oc == nil || fc == nil {
-		return
-	}
-	for _, e := range graphql.CollectFields(oc, fc.Field.Selections, []string{"SiteConnection"}) {
-		if e.Name != "edges" {
-			continue
-		}
-		for _, n := range graphql.CollectFields(oc, e.Selections, []string{"SiteEdge"}) {
-			if n.Name != "node" {
-				continue
-			}
-			for _, f := range graphql.CollectFields(oc, n.Selections, []string{"Site", "Node"}) {
-				if f.Name == "workOrders" {
-					prefetchSiteWorkOrders(ctx, oc, f, loaders, docs)
-				}
-			}
-		}
-	}
-}
-
-func prefetchSiteWorkOrders(ctx context.Context, oc *graphql.OperationContext, f graphql.CollectedField, loaders *dataloader.Loaders, docs []collections.Document) {
-	var args struct {
-		First  *int                   `json:"first"`
-		After  *string                `json:"after"`
-		Filter *model.WorkOrderFilter `json:"filter"`
-	}
-	raw, err := json.Marshal(f.ArgumentMap(oc.Variables))
-	if err != nil || json.Unmarshal(raw, &args) != nil {
-		return
-	}
-	plan, err := siteWorkOrdersPlan(args.First, args.After, args.Filter)
-	if err != nil {
-		return
-	}
-	counted := slices.ContainsFunc(graphql.CollectFields(oc, f.Selections, []string{"WorkOrderConnection"}),
-		func(c graphql.CollectedField) bool { return c.Name == "totalCount" })
-	for _, d := range docs {
-		loaders.PrefetchGroupPage(ctx, collections.WorkOrder, "siteId", d.ID, plan.Query)
-		if counted {
-			loaders.PrefetchGroupCount(ctx, collections.WorkOrder, "siteId", d.ID, plan.Query)
-		}
-	}
 }
 
 // parent loads the document a field refers to, or nil when it is missing
