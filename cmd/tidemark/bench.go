@@ -16,10 +16,10 @@ import (
 )
 
 // bench runs a load test against a running Tidemark:
-// `tidemark bench sync` or `tidemark bench stream`.
+// `tidemark bench sync|stream|read|rules`.
 func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: tidemark bench sync|stream|read [flags]")
+		return errors.New("usage: tidemark bench sync|stream|read|rules [flags]")
 	}
 	switch args[0] {
 	case "sync":
@@ -28,8 +28,10 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return benchStream(ctx, args[1:], stdout, stderr)
 	case "read":
 		return benchRead(ctx, args[1:], stdout, stderr)
+	case "rules":
+		return benchRules(ctx, args[1:], stdout, stderr)
 	}
-	return fmt.Errorf("unknown benchmark %q (want sync, stream or read)", args[0])
+	return fmt.Errorf("unknown benchmark %q (want sync, stream, read or rules)", args[0])
 }
 
 // benchTarget is the server a benchmark talks to and how it signs tokens.
@@ -43,15 +45,23 @@ func (b *benchTarget) bind(fs *flag.FlagSet) {
 	fs.StringVar(&b.dataDir, "data-dir", env("TIDEMARK_DATA_DIR", defaults.DataDir), "data folder holding the dev secret")
 }
 
+// key is the secret the bench signs its tokens with.
+func (b *benchTarget) key() ([]byte, error) {
+	if b.secret != "" {
+		return []byte(b.secret), nil
+	}
+	k, err := os.ReadFile(filepath.Join(b.dataDir, devSecretFile))
+	if err != nil {
+		return nil, errors.New("bench: set TIDEMARK_JWT_SECRET to the server's secret, or run against a dev-mode server's --data-dir")
+	}
+	return k, nil
+}
+
 // signer returns a function making a token for a tenant.
 func (b *benchTarget) signer() (func(tenant string) string, error) {
-	key := []byte(b.secret)
-	if len(key) == 0 {
-		k, err := os.ReadFile(filepath.Join(b.dataDir, devSecretFile))
-		if err != nil {
-			return nil, errors.New("bench: set TIDEMARK_JWT_SECRET to the server's secret, or run against a dev-mode server's --data-dir")
-		}
-		key = k
+	key, err := b.key()
+	if err != nil {
+		return nil, err
 	}
 	return func(tenant string) string {
 		tok, err := auth.Issue(key, tenant, "bench", 2*time.Hour, time.Now())
@@ -159,5 +169,45 @@ func benchRead(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	rep, err := loadtest.Read(ctx, client, cfg)
 	fmt.Fprintf(stdout, "tenant %s, %d work orders, %d clients, %s\n%s\n", *tenant, cfg.WorkOrders, cfg.Clients, cfg.Duration, rep)
+	return err
+}
+
+func benchRules(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tidemark bench rules", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var target benchTarget
+	target.bind(fs)
+	var cfg loadtest.RulesConfig
+	fs.IntVar(&cfg.WorkOrders, "work-orders", 100_000, "work orders of the tenant, 3 checklist items each")
+	fs.IntVar(&cfg.Technicians, "technicians", 1_000, "technicians the work orders are assigned to, evenly")
+	fs.IntVar(&cfg.Sites, "sites", 2_000, "sites the work orders are spread over")
+	fs.IntVar(&cfg.Batch, "batch", 100, "rows per push (seeding and edits)")
+	fs.IntVar(&cfg.SeedClients, "seed-clients", 4, "concurrent seeding pushers")
+	fs.IntVar(&cfg.FirstSyncs, "first-syncs", 20, "technicians whose first sync is timed")
+	fs.IntVar(&cfg.PullLimit, "pull-limit", 1000, "documents per pull page")
+	fs.IntVar(&cfg.PushClients, "push-clients", 4, "concurrent pushers of each push variant")
+	fs.IntVar(&cfg.PushRounds, "rounds", 7, "alternating rounds of the push comparison")
+	fs.IntVar(&cfg.PushBatches, "push-batches", 16, "batches each pusher sends per round and variant")
+	fs.IntVar(&cfg.Reassigns, "reassignments", 200, "reassignments timed, each next to an ordinary edit")
+	timeout := fs.Duration("timeout", time.Hour, "give up after this long")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	key, err := target.key()
+	if err != nil {
+		return err
+	}
+	sign := func(tenant, user, role string) string {
+		tok, err := auth.IssueWithRole(key, tenant, user, role, *timeout+time.Hour, time.Now())
+		if err != nil {
+			panic(err) // only for an empty tenant or user, which the benchmark never uses
+		}
+		return tok
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	cfg.Log = stderr
+	rep, err := loadtest.Rules(ctx, target.client(), sign, cfg)
+	fmt.Fprintln(stdout, rep)
 	return err
 }
