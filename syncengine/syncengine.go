@@ -280,17 +280,28 @@ func (e *Engine) inside(ctx context.Context, w collections.Writer, c *collection
 			return nil, err
 		}
 	}
-	m := &membershipWrite{ctx: ctx, w: w, rules: e.rules, pushed: c}
+	// New documents are judged by their new state, all in one read.
+	var fresh []written
+	var freshRows []int
 	for i, r := range rows {
 		if _, exists := masters[r.New.ID]; exists {
 			out[i] = presentIn(access, members[r.New.ID])[set.BucketID]
 			continue
 		}
-		sets, err := m.bucketsOf(access, mem, []written{{after: r.New}}, members)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = sets[0][set.BucketID] || orphan(mem, r.New, existing, members[r.New.ID])
+		fresh = append(fresh, written{after: r.New})
+		freshRows = append(freshRows, i)
+	}
+	if len(fresh) == 0 {
+		return out, nil
+	}
+	m := &membershipWrite{ctx: ctx, w: w, rules: e.rules, pushed: c}
+	sets, err := m.bucketsOf(access, mem, fresh, members)
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range freshRows {
+		doc := rows[i].New
+		out[i] = sets[j][set.BucketID] || orphan(mem, doc, existing, members[doc.ID])
 	}
 	return out, nil
 }
