@@ -2,7 +2,9 @@ package collections
 
 import (
 	"fmt"
+	"math"
 	"slices"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -43,13 +45,22 @@ func (f Field) Normalize(v any) (any, error) {
 		}
 		return nil, fmt.Errorf("must be an integer")
 	case Float:
-		switch n := v.(type) {
+		var n float64
+		switch x := v.(type) {
 		case float64:
-			return n, nil
+			n = x
 		case float32:
-			return float64(n), nil
+			n = float64(x)
+		default:
+			return nil, fmt.Errorf("must be a number")
 		}
-		return nil, fmt.Errorf("must be a number")
+		// gqlgen's Float reads "NaN" and "Infinity" from a string; the
+		// database stores them, but JSON has no way to send them back, so
+		// one such value would break every pull that includes it.
+		if math.IsNaN(n) || math.IsInf(n, 0) {
+			return nil, fmt.Errorf("must be a finite number (got %v)", n)
+		}
+		return n, nil
 	case Bool:
 		b, ok := v.(bool)
 		if !ok {
@@ -66,8 +77,8 @@ func (f Field) Normalize(v any) (any, error) {
 			// make every later push of the same document look like an edit.
 			return nil, fmt.Errorf("must not be 0001-01-01T00:00:00Z; send null for no time")
 		}
-		if t.Year() < 1 || t.Year() > 9999 {
-			return nil, fmt.Errorf("must be between years 1 and 9999")
+		if err := CheckTime(t); err != nil {
+			return nil, err
 		}
 		return NormalizeTime(t), nil
 	}
@@ -81,19 +92,39 @@ func (f Field) maxLen() int {
 	return DefaultMaxLen
 }
 
-// CheckString rejects strings the database would refuse or mangle: invalid
-// UTF-8, NUL bytes, and more than maxLen characters.
-func CheckString(s string, maxLen int) error {
-	if !utf8.ValidString(s) {
-		return fmt.Errorf("must be valid UTF-8")
+// CheckTime rejects instants outside the years 1 to 9999 in UTC, the zone
+// they are stored and sent back in: an offset must not carry a time across
+// (9999-12-31T23:59:59-14:00 is year 10000 in UTC), or the document could
+// never be sent back and its page cursor would be refused.
+func CheckTime(t time.Time) error {
+	if y := t.UTC().Year(); y < 1 || y > 9999 {
+		return fmt.Errorf("must be between years 1 and 9999 in UTC")
 	}
-	for i := 0; i < len(s); i++ {
-		if s[i] == 0 {
-			return fmt.Errorf("must not contain NUL characters")
-		}
+	return nil
+}
+
+// CheckString rejects strings the database would refuse or mangle (see
+// CheckText) and strings longer than maxLen characters.
+func CheckString(s string, maxLen int) error {
+	if err := CheckText(s); err != nil {
+		return err
 	}
 	if n := utf8.RuneCountInString(s); n > maxLen {
 		return fmt.Errorf("must be at most %d characters (got %d)", maxLen, n)
+	}
+	return nil
+}
+
+// CheckText rejects strings PostgreSQL refuses in a text value (SQLSTATE
+// 22021): invalid UTF-8 and NUL bytes. Every string a client sends that
+// reaches SQL (values, filters, ids, cursors) passes it first, so that the
+// client hears BAD_USER_INPUT instead of an internal error.
+func CheckText(s string) error {
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("must be valid UTF-8")
+	}
+	if strings.IndexByte(s, 0) >= 0 {
+		return fmt.Errorf("must not contain NUL characters")
 	}
 	return nil
 }
@@ -136,4 +167,29 @@ func (c *Collection) ClientFields() []Field {
 		}
 	}
 	return out
+}
+
+// Byte limits of push input, beside each string's length limit (its
+// @length, else DefaultMaxLen characters). Today's fields cannot exceed
+// them one row at a time; they keep a collection that grows many fields,
+// and a push of many large rows, from costing unbounded memory.
+const (
+	// DefaultMaxRowBytes bounds one push row: its new and assumed states.
+	DefaultMaxRowBytes = 256 << 10
+	// DefaultMaxPushBytes bounds all rows of one push together.
+	DefaultMaxPushBytes = 8 << 20
+)
+
+// DocumentBytes is the size a document's values take in input: the bytes
+// of its id and strings, and 8 for every other value.
+func DocumentBytes(doc Document) int {
+	n := len(doc.ID)
+	for _, v := range doc.Fields {
+		if s, ok := v.(string); ok {
+			n += len(s)
+		} else {
+			n += 8
+		}
+	}
+	return n
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/vikstrous/dataloadgen"
 
+	"github.com/tidemark/tidemark/apperr"
 	"github.com/tidemark/tidemark/auth"
 	"github.com/tidemark/tidemark/collections"
 	"github.com/tidemark/tidemark/readapi"
@@ -48,9 +49,18 @@ type ListReader interface {
 // well within it.
 const wait = 2 * time.Millisecond
 
-// maxChildren bounds one batched children read (e.g. the checklists of a
-// page of work orders).
-const maxChildren = 10_000
+// MaxChildren bounds one batched children read: the nested lists (a work
+// order's checklist or notes) of one page of parents together.
+//
+// The nested lists take no paging arguments, and a realistic page (500
+// work orders, the largest page, with 20 to 100 checklist items each)
+// must answer with data, so the bound is set at 500 × 100 = 50,000 rows:
+// well above real data, yet it keeps one response's memory bounded (the
+// complexity limit prices a nested list at an estimate, not at what the
+// data holds). A page over it answers a BAD_USER_INPUT error that names
+// the bound and tells the client to ask for fewer parents; it is never an
+// internal error, and never silently cut short.
+const MaxChildren = 50_000
 
 // Loaders are the batching loaders of one response.
 type Loaders struct {
@@ -149,13 +159,13 @@ func (l *Loaders) fetchChildren(k childKey) func(context.Context, []string) (map
 		docs, err := l.sources.Lists.ListDocuments(ctx, l.tenantID, k.c, readapi.ListQuery{
 			Filters: []readapi.Filter{{Field: k.field, Op: readapi.OpIn, Value: parentIDs}},
 			OrderBy: k.orderBy,
-			Limit:   maxChildren,
+			Limit:   MaxChildren + 1,
 		})
 		if err != nil {
 			return nil, err
 		}
-		if len(docs) == maxChildren {
-			return nil, fmt.Errorf("more than %d %s for one page of parents", maxChildren, k.c.Name)
+		if len(docs) > MaxChildren {
+			return nil, apperr.New(apperr.BadUserInput, "the %d parents of this page hold more than %d %s together, more than one response's nested lists may hold; ask for fewer parents (first)", len(parentIDs), MaxChildren, k.c.Name)
 		}
 		out := make(map[string][]collections.Document, len(parentIDs))
 		for _, d := range docs {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/tidemark/tidemark/apperr"
@@ -94,6 +95,9 @@ func Prepare(l List) (Plan, error) {
 	if err != nil {
 		return Plan{}, err
 	}
+	if err := CheckFilters(l.Query.Filters); err != nil {
+		return Plan{}, err
+	}
 	q := l.Query
 	cursor, cursorArg := l.Page.After, "after"
 	if backward {
@@ -109,6 +113,27 @@ func Prepare(l List) (Plan, error) {
 	}
 	q.Limit = n + 1
 	return Plan{List: l, Query: q, size: n, backward: backward}, nil
+}
+
+// CheckFilters refuses filter strings the database would refuse (NUL
+// bytes, invalid UTF-8: SQLSTATE 22021), naming the filter field, so that
+// the client hears BAD_USER_INPUT rather than an internal error.
+func CheckFilters(filters []Filter) error {
+	for _, f := range filters {
+		var values []string
+		switch v := f.Value.(type) {
+		case string:
+			values = []string{v}
+		case []string:
+			values = v
+		}
+		for _, v := range values {
+			if err := collections.CheckText(v); err != nil {
+				return apperr.Invalid("filter."+f.Field, "%s", err.Error())
+			}
+		}
+	}
+	return nil
 }
 
 // Result shapes the documents read for the plan into a page.
@@ -149,6 +174,9 @@ func (s *Service) Page(ctx context.Context, tenantID string, l List) (Result, er
 
 // Count returns how many of the tenant's documents match the list's filters.
 func (s *Service) Count(ctx context.Context, tenantID string, l List) (int, error) {
+	if err := CheckFilters(l.Query.Filters); err != nil {
+		return 0, err
+	}
 	n, err := s.store.CountDocuments(ctx, tenantID, l.Collection, l.Query)
 	return int(n), err
 }
@@ -198,9 +226,28 @@ func decodeCursor(c *collections.Collection, order, cursor, arg string) (ListKey
 		return ListKey{}, invalid
 	}
 	var lc listCursor
-	if err := json.Unmarshal(raw, &lc); err != nil || lc.Collection != c.Name || lc.Order != order || lc.ID == "" {
+	if err := json.Unmarshal(raw, &lc); err != nil || lc.Collection != c.Name || lc.Order != order || collections.CheckID(lc.ID) != nil {
 		return ListKey{}, invalid
 	}
+	// The sort value and id reach SQL: a NUL or invalid UTF-8 in them must
+	// be refused here, not by the database as an internal error.
+	if lc.Value != nil && collections.CheckText(*lc.Value) != nil {
+		return ListKey{}, invalid
+	}
+	key, err := cursorKey(c, order, lc)
+	if err != nil {
+		return ListKey{}, invalid
+	}
+	// Only the exact text this server issues is a cursor, so every accepted
+	// cursor names a position a stored document can have.
+	if encodeCursor(c, order, key) != cursor {
+		return ListKey{}, invalid
+	}
+	return key, nil
+}
+
+func cursorKey(c *collections.Collection, order string, lc listCursor) (ListKey, error) {
+	invalid := errors.New("invalid cursor")
 	key := ListKey{ID: lc.ID}
 	if order == "" || lc.Value == nil {
 		return key, nil
@@ -216,10 +263,10 @@ func decodeCursor(c *collections.Collection, order, cursor, arg string) (ListKey
 	switch kind {
 	case collections.Time:
 		t, err := time.Parse(time.RFC3339Nano, *lc.Value)
-		if err != nil {
+		if err != nil || collections.CheckTime(t) != nil {
 			return ListKey{}, invalid
 		}
-		key.Value = t
+		key.Value = t.UTC()
 	case collections.Int:
 		var n int64
 		if err := json.Unmarshal([]byte(*lc.Value), &n); err != nil {
@@ -234,7 +281,7 @@ func decodeCursor(c *collections.Collection, order, cursor, arg string) (ListKey
 		key.Value = f
 	default:
 		var s string
-		if err := json.Unmarshal([]byte(*lc.Value), &s); err != nil {
+		if err := json.Unmarshal([]byte(*lc.Value), &s); err != nil || collections.CheckText(s) != nil {
 			return ListKey{}, invalid
 		}
 		key.Value = s

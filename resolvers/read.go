@@ -141,6 +141,11 @@ func node(ctx context.Context, r *Resolver, docID string) (model.Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The id reaches SQL: what the database would refuse (NUL, invalid
+	// UTF-8) is the client's mistake, not an internal error.
+	if err := collections.CheckText(docID); err != nil {
+		return nil, apperr.Invalid("id", "%s", err.Error())
+	}
 	loaders := loadersFor(ctx, r, id.TenantID)
 	for _, c := range collections.All() {
 		doc, ok, err := loaders.Document(ctx, c, docID)

@@ -95,6 +95,12 @@ func DecodeCursor(c *collections.Collection, tenantID string, set syncrules.Coll
 			return Position{}, invalid
 		}
 	}
+	// Only the exact text this server issues is a cursor: "+5", "05" or
+	// base64 with stray trailing bits would name the same position, but a
+	// cursor that does not re-encode to itself was not issued here.
+	if EncodeCursor(c, tenantID, set, p) != cursor {
+		return Position{}, invalid
+	}
 	return p, nil
 }
 

@@ -41,6 +41,8 @@ type Engine struct {
 	store     Store
 	listeners []CommitListener
 	rules     *syncrules.Rules
+	// pushLimits bound the bytes of push input (limits.go).
+	pushLimits PushLimits
 }
 
 // New returns an engine over store. Until UseRules is called every caller
@@ -157,6 +159,9 @@ func (e *Engine) Push(ctx context.Context, caller Caller, c *collections.Collect
 		return []collections.Document{}, nil
 	}
 	if err := normalizeRows(c, caller, rows); err != nil {
+		return nil, err
+	}
+	if err := checkPushBytes(e.pushLimits, rows); err != nil {
 		return nil, err
 	}
 	ids := make([]string, 0, len(rows))
