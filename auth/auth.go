@@ -1,8 +1,9 @@
 // Package auth answers "who is calling?" for every request.
 //
-// Callers present an HS256-signed JWT as a bearer token. A valid token carries
-// the user id in "sub", the tenant in "tenant_id" and an expiry in "exp". The
-// package knows nothing about GraphQL or SQL: it turns a token (or an
+// Callers present a JWT as a bearer token: HS256-signed with the server's
+// secret, or signed by the identity provider whose JWKS the server trusts
+// (keys.go). A valid token carries the user id, the tenant and an expiry in
+// "exp"; where the first two live is configurable (claims.go). The package knows nothing about GraphQL or SQL: it turns a token (or an
 // Authorization header) into an Identity, stores that Identity in a
 // context.Context, and offers an HTTP middleware that does both.
 package auth
@@ -10,24 +11,23 @@ package auth
 import (
 	"context"
 	"crypto/rand"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// DefaultLeeway is the clock skew tolerated when checking exp (and nbf).
+// DefaultLeeway is the clock skew tolerated when checking exp, nbf and iat.
 const DefaultLeeway = 30 * time.Second
 
 // maxTokenLen bounds the work done on a single token. Real tokens issued by
-// this package are a few hundred bytes.
+// this package are a few hundred bytes; identity providers' a few KB.
 const maxTokenLen = 8 << 10
 
-// signingMethod is the only accepted algorithm.
+// signingMethod is the algorithm of tokens signed with the shared secret.
 var signingMethod = jwt.SigningMethodHS256
 
 // Sentinel errors. Every error returned by Verify and VerifyAuthorization
@@ -44,12 +44,14 @@ type Identity struct {
 	UserID    string
 	TenantID  string
 	ExpiresAt time.Time
-	// Claims are the token's other top-level string claims (the role, for
-	// sync rules), by name.
+	// Claims are the token's string claims by name, for sync rules: every
+	// top-level one, every nested one by its dotted path
+	// ("app_metadata.region"), and "sub", "tenant_id" and "role" set to the
+	// values the claim mapping found, wherever they live in the token.
 	Claims map[string]string
 }
 
-// Claims is the JWT payload understood by this package.
+// Claims is the JWT payload of tokens minted by Issue.
 type Claims struct {
 	jwt.RegisteredClaims
 	TenantID string `json:"tenant_id"`
@@ -80,8 +82,8 @@ func invalid(msg string, cause error) error {
 // Option configures a Verifier.
 type Option func(*Verifier)
 
-// WithLeeway sets the tolerated clock skew for exp/nbf (default DefaultLeeway).
-// Negative values are treated as zero.
+// WithLeeway sets the tolerated clock skew for exp/nbf/iat (default
+// DefaultLeeway). Negative values are treated as zero.
 func WithLeeway(d time.Duration) Option {
 	return func(v *Verifier) {
 		if d < 0 {
@@ -101,34 +103,54 @@ func WithClock(now func() time.Time) Option {
 	}
 }
 
-// Verifier checks bearer tokens. It is immutable after NewVerifier and safe
-// for concurrent use.
+// Verifier checks bearer tokens: HS256 tokens signed with the shared secret,
+// and RS/PS/ES/EdDSA tokens signed by a key of the identity provider's JWKS
+// (see New). It is immutable after construction and safe for concurrent use.
 type Verifier struct {
-	secret []byte
-	leeway time.Duration
-	now    func() time.Time
-	parser *jwt.Parser
+	secret  []byte
+	keys    keySource // nil without a JWKS
+	leeway  time.Duration
+	now     func() time.Time
+	mapping ClaimMapping
+	methods []string
+	parser  *jwt.Parser
+	stop    context.CancelFunc
 }
 
-// NewVerifier returns a Verifier for HS256 tokens signed with secret. The
-// secret is copied. A Verifier built with an empty secret rejects every token.
+// NewVerifier returns a Verifier for HS256 tokens signed with secret, with
+// the default claim mapping and no issuer or audience check. The secret is
+// copied. A Verifier built with an empty secret rejects every token.
 func NewVerifier(secret []byte, opts ...Option) *Verifier {
 	v := &Verifier{
-		secret: append([]byte(nil), secret...),
-		leeway: DefaultLeeway,
-		now:    time.Now,
+		secret:  append([]byte(nil), secret...),
+		leeway:  DefaultLeeway,
+		now:     time.Now,
+		mapping: ClaimMapping{}.withDefaults(),
+		stop:    func() {},
 	}
 	for _, o := range opts {
 		o(v)
 	}
-	v.parser = jwt.NewParser(
-		jwt.WithValidMethods([]string{signingMethod.Alg()}),
-		jwt.WithExpirationRequired(),
-		jwt.WithLeeway(v.leeway),
-		jwt.WithTimeFunc(v.now),
-	)
+	v.methods = []string{signingMethod.Alg()}
+	v.parser = v.newParser(nil)
 	return v
 }
+
+func (v *Verifier) newParser(extra []jwt.ParserOption) *jwt.Parser {
+	return jwt.NewParser(append([]jwt.ParserOption{
+		// alg is pinned twice: to the algorithms some configured key allows
+		// here, and to the one algorithm the chosen key allows in keyFor.
+		jwt.WithValidMethods(v.methods),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(v.leeway),
+		jwt.WithTimeFunc(v.now),
+	}, extra...)...)
+}
+
+// Close stops the JWKS's background refresh, if any. The Verifier still
+// verifies with the keys it holds.
+func (v *Verifier) Close() { v.stop() }
 
 // Verify checks a raw token (without the "Bearer " prefix) and returns the
 // caller's Identity. An empty token yields ErrNoCredentials; anything else
@@ -138,70 +160,34 @@ func (v *Verifier) Verify(token string) (Identity, error) {
 	if token == "" {
 		return Identity{}, ErrNoCredentials
 	}
-	if len(v.secret) == 0 {
+	if len(v.secret) == 0 && v.keys == nil {
 		return Identity{}, invalid("token verification not configured", nil)
 	}
 	if len(token) > maxTokenLen {
 		return Identity{}, invalid("token too large", nil)
 	}
 
-	var claims Claims
-	parsed, err := v.parser.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) {
-		return v.secret, nil
-	})
+	claims := jwt.MapClaims{}
+	parsed, err := v.parser.ParseWithClaims(token, claims, v.keyFor)
 	if err != nil {
-		return Identity{}, classify(parsed, err)
+		return Identity{}, v.classify(parsed, err)
 	}
-
-	switch {
-	case strings.TrimSpace(claims.Subject) == "":
-		return Identity{}, invalid("token has no sub", nil)
-	case strings.TrimSpace(claims.TenantID) == "":
-		return Identity{}, invalid("token has no tenant_id", nil)
-	case claims.ExpiresAt == nil: // unreachable with WithExpirationRequired; kept as a guard
-		return Identity{}, invalid("token has no exp", nil)
-	}
-	return Identity{
-		UserID:    claims.Subject,
-		TenantID:  claims.TenantID,
-		ExpiresAt: claims.ExpiresAt.Time,
-		Claims:    stringClaims(token),
-	}, nil
-}
-
-// stringClaims returns the top-level string claims of a token whose
-// signature has been verified.
-func stringClaims(token string) map[string]string {
-	_, rest, _ := strings.Cut(token, ".")
-	payload, _, _ := strings.Cut(rest, ".")
-	raw, err := base64.RawURLEncoding.DecodeString(payload)
-	if err != nil {
-		return nil
-	}
-	var all map[string]any
-	if json.Unmarshal(raw, &all) != nil {
-		return nil
-	}
-	out := make(map[string]string, len(all))
-	for k, v := range all {
-		if s, ok := v.(string); ok {
-			out[k] = s
-		}
-	}
-	return out
+	return v.identity(claims)
 }
 
 // classify maps a jwt parse error to a short human message.
-func classify(tok *jwt.Token, err error) error {
+func (v *Verifier) classify(tok *jwt.Token, err error) error {
 	if errors.Is(err, jwt.ErrTokenMalformed) {
 		return invalid("token malformed", err)
 	}
 	if tok != nil && tok.Header != nil {
-		if alg, _ := tok.Header["alg"].(string); alg != signingMethod.Alg() {
+		if alg, _ := tok.Header["alg"].(string); !slices.Contains(v.methods, alg) || errors.Is(err, errKeyMismatch) {
 			return invalid("token algorithm not allowed", err)
 		}
 	}
 	switch {
+	case errors.Is(err, errUnknownKey):
+		return invalid("token signed by an unknown key", err)
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
 		return invalid("token signature invalid", err)
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
@@ -212,6 +198,10 @@ func classify(tok *jwt.Token, err error) error {
 		return invalid("token not valid yet", err)
 	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
 		return invalid("token issued in the future", err)
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return invalid("token issuer not accepted", err)
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return invalid("token audience not accepted", err)
 	case errors.Is(err, jwt.ErrTokenUnverifiable):
 		return invalid("token unverifiable", err)
 	default:

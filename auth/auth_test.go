@@ -101,7 +101,7 @@ func TestVerify(t *testing.T) {
 		})), wantErr: ErrInvalidToken, wantMsg: "token has no tenant_id"},
 		{name: "rejects non-string tenant_id", token: sign(t, jwt.SigningMethodHS256, testSecret, claimsWith(func(c jwt.MapClaims) {
 			c["tenant_id"] = 42
-		})), wantErr: ErrInvalidToken, wantMsg: "token malformed", wantJWT: jwt.ErrTokenMalformed},
+		})), wantErr: ErrInvalidToken, wantMsg: "token's tenant_id is not a string"},
 		{name: "rejects missing sub", token: sign(t, jwt.SigningMethodHS256, testSecret, claimsWith(func(c jwt.MapClaims) {
 			delete(c, "sub")
 		})), wantErr: ErrInvalidToken, wantMsg: "token has no sub"},
