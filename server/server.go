@@ -20,7 +20,6 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
-	"github.com/99designs/gqlgen/graphql/playground"
 	"github.com/rs/cors"
 	"github.com/vektah/gqlparser/v2/ast"
 
@@ -167,13 +166,12 @@ func New(cfg Config) (http.Handler, error) {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	var playgroundOpts []playground.GraphiqlConfigOption
-	if cfg.PlaygroundToken != "" {
-		playgroundOpts = append(playgroundOpts, playground.WithGraphiqlUiHeaders(map[string]string{
-			"Authorization": "Bearer " + cfg.PlaygroundToken,
-		}))
+	pg, err := newPlayground(cfg.PlaygroundToken)
+	if err != nil {
+		return nil, err
 	}
-	mux.Handle("GET /{$}", playground.Handler("Tidemark", "/graphql", playgroundOpts...))
+	mux.HandleFunc("GET /{$}", pg.servePage)
+	mux.HandleFunc("GET "+PlaygroundAssetsPath, pg.serveAsset)
 
 	corsOptions := cors.Options{
 		AllowedOrigins: cfg.AllowedOrigins,
@@ -188,7 +186,7 @@ func New(cfg Config) (http.Handler, error) {
 		corsOptions.AllowOriginFunc = func(string) bool { return false }
 	}
 	corsHandler := cors.New(corsOptions)
-	return withRequestLogging(cfg.Logger, corsHandler.Handler(mux)), nil
+	return withRequestLogging(cfg.Logger, corsOnlyOn("/graphql", corsHandler, mux)), nil
 }
 
 // limitBody bounds what a client may upload in one request. A body of
