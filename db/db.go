@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -83,7 +84,7 @@ func Open(ctx context.Context, url string, cfg PoolConfig, log *slog.Logger) (*D
 	cfg = cfg.withDefaults()
 	pc, err := pgxpool.ParseConfig(url)
 	if err != nil {
-		return nil, fmt.Errorf("database URL: %w", err)
+		return nil, fmt.Errorf("database URL (want postgres://user:password@host:port/database?sslmode=...): %w", err)
 	}
 	pc.MaxConns = cfg.MaxConns
 	pc.MinConns = cfg.MinConns
@@ -130,6 +131,10 @@ func pingWithBackoff(ctx context.Context, pool *pgxpool.Pool, limit time.Duratio
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if hint := permanentConnectError(err); hint != "" {
+			// Retrying cannot help: say what to fix, at once.
+			return fmt.Errorf("%s: %w", hint, err)
+		}
 		if time.Now().Add(wait).After(deadline) {
 			return fmt.Errorf("database unreachable after %d attempts: %w", attempt, err)
 		}
@@ -141,6 +146,27 @@ func pingWithBackoff(ctx context.Context, pool *pgxpool.Pool, limit time.Duratio
 		}
 		wait = min(wait*2, 3*time.Second)
 	}
+}
+
+// permanentConnectError returns what to fix when err is an answer of the
+// server that no retry can change (a database that does not exist, a login
+// the server refuses), and "" for a failure that may pass (the server is
+// down, restarting, or out of connections). It reads SQLSTATEs, never
+// message text.
+func permanentConnectError(err error) string {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return ""
+	}
+	switch {
+	case pgErr.Code == "3D000": // invalid_catalog_name
+		return "the database in TIDEMARK_DATABASE_URL does not exist: create it, or fix the URL's database name"
+	case pgErr.Code == "28P01" || pgErr.Code == "28000": // invalid_password, invalid_authorization_specification
+		return "the database refused the login: check the user and password in TIDEMARK_DATABASE_URL and the server's pg_hba.conf"
+	case pgErr.Code == "42501": // insufficient_privilege
+		return "the database user may not connect to this database: grant CONNECT, or use another user"
+	}
+	return ""
 }
 
 // Close closes the pool.
