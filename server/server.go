@@ -47,6 +47,12 @@ type Config struct {
 	// origin (dev mode). Credentials are never allowed: auth is a bearer token.
 	AllowedOrigins []string
 
+	// Demo serves the demo app (web/demo) at /demo. DevTokens, when set (dev
+	// mode only), issues the tokens of its dev identities (DevIdentities),
+	// which GET /demo/identities hands to loopback requests.
+	Demo      bool
+	DevTokens func(userID, role string) (string, error)
+
 	// WebsocketPing is the keep-alive interval of websocket connections;
 	// a graphql-transport-ws peer that misses two pongs is dropped (default 20s).
 	WebsocketPing time.Duration
@@ -172,6 +178,7 @@ func New(cfg Config) (http.Handler, error) {
 	}
 	mux.HandleFunc("GET /{$}", pg.servePage)
 	mux.HandleFunc("GET "+PlaygroundAssetsPath, pg.serveAsset)
+	mountDemo(mux, cfg)
 
 	corsOptions := cors.Options{
 		AllowedOrigins: cfg.AllowedOrigins,

@@ -101,6 +101,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Server: server.Config{
 			Introspection:   m.Config.IntrospectionEnabled(),
 			PlaygroundToken: m.DevToken,
+			Demo:            m.Config.DemoEnabled(),
+			DevTokens:       m.devTokens(secret),
 			AllowedOrigins:  m.Config.Origins(),
 			MaxBodyBytes:    m.Config.MaxBodyBytes,
 		},
