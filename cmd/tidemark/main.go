@@ -4,6 +4,7 @@
 //	tidemark migrate     bring the database schema up to date
 //	tidemark token       print a signed bearer token
 //	tidemark bench sync|stream   measure a running server (docs/benchmarks.md)
+//	tidemark version     print the version and build information
 //
 // Every setting has a flag and a TIDEMARK_* environment variable; run a
 // command with -h to list them.
@@ -18,6 +19,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -34,19 +37,46 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "tidemark:", err)
+		if errors.Is(err, flag.ErrHelp) {
+			// Asking for help is not a failure; the flag package has
+			// printed it already.
+			return
 		}
+		fmt.Fprintln(os.Stderr, "tidemark:", err)
 		os.Exit(2)
 	}
 }
+
+// usage lists the commands, one line each; each command's -h lists its flags.
+const usage = `Tidemark, a GraphQL sync server for offline-first apps.
+
+Usage: tidemark [command] [flags]
+
+Commands:
+  serve     run the server (the default command; with no configuration it
+            starts an embedded PostgreSQL and serves the Playground)
+  migrate   bring the database schema and bucket membership up to date
+  token     print a signed bearer token for a tenant and user
+  bench     measure a running server: sync, stream, read or rules
+  version   print the version and build information
+
+Run "tidemark COMMAND -h" for a command's flags. Every flag has a
+TIDEMARK_* environment variable, named in its description.
+`
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	command := "serve"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		command, args = args[0], args[1:]
+	} else if len(args) > 0 && isHelpFlag(args[0]) {
+		command = "help"
 	}
 	switch command {
+	case "help":
+		_, err := io.WriteString(stdout, usage)
+		return err
+	case "version":
+		return version(stdout)
 	case "serve":
 		return serve(ctx, args, stderr)
 	case "migrate":
@@ -56,7 +86,43 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "bench":
 		return bench(ctx, args, stdout, stderr)
 	}
-	return fmt.Errorf("unknown command %q (want serve, migrate, token or bench)", command)
+	return fmt.Errorf("unknown command %q (want serve, migrate, token, bench or version; see tidemark -h)", command)
+}
+
+func isHelpFlag(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--help":
+		return true
+	}
+	return false
+}
+
+// version prints what Go recorded of this build: the module version (a
+// tag when installed with go install), the commit and whether the tree
+// had changes, and the Go release.
+func version(stdout io.Writer) error {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		_, err := fmt.Fprintln(stdout, "tidemark (no build information)")
+		return err
+	}
+	settings := map[string]string{}
+	for _, s := range info.Settings {
+		settings[s.Key] = s.Value
+	}
+	fmt.Fprintf(stdout, "tidemark %s\n", info.Main.Version)
+	if rev := settings["vcs.revision"]; rev != "" {
+		modified := ""
+		if settings["vcs.modified"] == "true" {
+			modified = " (with uncommitted changes)"
+		}
+		fmt.Fprintf(stdout, "commit    %s%s\n", rev, modified)
+	}
+	if at := settings["vcs.time"]; at != "" {
+		fmt.Fprintf(stdout, "committed %s\n", at)
+	}
+	_, err := fmt.Fprintf(stdout, "go        %s %s/%s\n", info.GoVersion, runtime.GOOS, runtime.GOARCH)
+	return err
 }
 
 func parseConfig(name string, args []string, stderr io.Writer) (Config, *slog.Logger, error) {

@@ -253,6 +253,30 @@ func TestRunRefusesUnknownCommandsAndAnswersHelp(t *testing.T) {
 	}
 }
 
+func TestTopLevelHelpListsEveryCommand(t *testing.T) {
+	for _, arg := range []string{"-h", "--help", "help"} {
+		var stdout bytes.Buffer
+		if err := run(context.Background(), []string{arg}, &stdout, io.Discard); err != nil {
+			t.Fatalf("tidemark %s: %v", arg, err)
+		}
+		for _, command := range []string{"serve", "migrate", "token", "bench", "version"} {
+			if !strings.Contains(stdout.String(), "\n  "+command+" ") {
+				t.Errorf("tidemark %s does not list %s:\n%s", arg, command, stdout.String())
+			}
+		}
+	}
+}
+
+func TestVersionPrintsTheBuild(t *testing.T) {
+	var stdout bytes.Buffer
+	if err := run(context.Background(), []string{"version"}, &stdout, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(stdout.String(), "tidemark ") || !strings.Contains(stdout.String(), "go        go1.") {
+		t.Errorf("version output:\n%s", stdout.String())
+	}
+}
+
 func TestServeRefusesAShortJWTSecret(t *testing.T) {
 	url := dbtest.URL(t)
 	err := run(context.Background(), []string{"serve", "--addr", "127.0.0.1:0", "--database-url", url, "--jwt-secret", "too-short-a-secret"}, io.Discard, io.Discard)
