@@ -25,6 +25,14 @@ const (
 	// another sync set; the client starts again from a null checkpoint,
 	// keeping its unsynced edits.
 	CheckpointExpired Code = "CHECKPOINT_EXPIRED"
+	// RateLimited: too many requests, or too many pushes in flight, for
+	// this caller or client address. Over HTTP it comes with status 429 and
+	// Retry-After; extensions.retryAfter says the same, in seconds.
+	RateLimited Code = "RATE_LIMITED"
+	// BadRequest: the HTTP request is not a GraphQL request this server
+	// takes (malformed or batched body, wrong content type, a subscription
+	// sent over plain HTTP).
+	BadRequest Code = "BAD_REQUEST"
 )
 
 // Error is an error meant for the client: its Message is safe to show.

@@ -94,13 +94,25 @@ func (sc *Schema) ResolversGo(imports ...string) ([]byte, error) {
 			priced = append(priced, s)
 		}
 	}
-	b.WriteString("\n// priceGeneratedConnections prices each generated connection as its page\n")
-	b.WriteString("// size times its selection (see Complexity).\n")
-	b.WriteString("func priceGeneratedConnections(c *graph.ComplexityRoot) {\n")
+	b.WriteString("\n// priceGeneratedFields prices each generated connection as its page size\n")
+	b.WriteString("// times its selection, each pull by its limit and each push by its rows\n")
+	b.WriteString("// (see Complexity).\n")
+	b.WriteString("func priceGeneratedFields(c *graph.ComplexityRoot) {\n")
 	for _, s := range priced {
 		fmt.Fprintf(&b, "\tc.Query.%s = func(child int, first *int, _ *string, last *int, _ *string, _ *model.%sFilter) int {\n\t\treturn 1 + pageCost(first, last)*child\n\t}\n", s.Plural, s.Collection.Name)
 	}
+	for _, s := range sc.Synced {
+		fmt.Fprintf(&b, "\tc.Query.Pull%s = func(child int, _ *model.CheckpointInput, limit int) int { return pullCost(child, limit) }\n", s.Plural)
+		fmt.Fprintf(&b, "\tc.Mutation.Push%s = func(child int, rows []*model.%sPushRow) int { return pushCost(child, len(rows)) }\n", s.Plural, s.Collection.Name)
+	}
 	b.WriteString("}\n")
+	b.WriteString("\n// SyncFields names the generated pull and push root fields (\"Type.field\")\n")
+	b.WriteString("// with their verb, for the server's limits on sync fields.\n")
+	b.WriteString("func SyncFields() map[string]string {\n\treturn map[string]string{\n")
+	for _, s := range sc.Synced {
+		fmt.Fprintf(&b, "\t\t%q: \"pull\",\n\t\t%q: \"push\",\n", "Query.pull"+s.Plural, "Mutation.push"+s.Plural)
+	}
+	b.WriteString("\t}\n}\n")
 	return format.Source(b.Bytes())
 }
 

@@ -152,9 +152,10 @@ func streamWorkOrders(ctx context.Context, r *Resolver) (<-chan *model.WorkOrder
 	})
 }
 
-// priceGeneratedConnections prices each generated connection as its page
-// size times its selection (see Complexity).
-func priceGeneratedConnections(c *graph.ComplexityRoot) {
+// priceGeneratedFields prices each generated connection as its page size
+// times its selection, each pull by its limit and each push by its rows
+// (see Complexity).
+func priceGeneratedFields(c *graph.ComplexityRoot) {
 	c.Query.ChecklistItems = func(child int, first *int, _ *string, last *int, _ *string, _ *model.ChecklistItemFilter) int {
 		return 1 + pageCost(first, last)*child
 	}
@@ -163,5 +164,28 @@ func priceGeneratedConnections(c *graph.ComplexityRoot) {
 	}
 	c.Query.Sites = func(child int, first *int, _ *string, last *int, _ *string, _ *model.SiteFilter) int {
 		return 1 + pageCost(first, last)*child
+	}
+	c.Query.PullChecklistItems = func(child int, _ *model.CheckpointInput, limit int) int { return pullCost(child, limit) }
+	c.Mutation.PushChecklistItems = func(child int, rows []*model.ChecklistItemPushRow) int { return pushCost(child, len(rows)) }
+	c.Query.PullNotes = func(child int, _ *model.CheckpointInput, limit int) int { return pullCost(child, limit) }
+	c.Mutation.PushNotes = func(child int, rows []*model.NotePushRow) int { return pushCost(child, len(rows)) }
+	c.Query.PullSites = func(child int, _ *model.CheckpointInput, limit int) int { return pullCost(child, limit) }
+	c.Mutation.PushSites = func(child int, rows []*model.SitePushRow) int { return pushCost(child, len(rows)) }
+	c.Query.PullWorkOrders = func(child int, _ *model.CheckpointInput, limit int) int { return pullCost(child, limit) }
+	c.Mutation.PushWorkOrders = func(child int, rows []*model.WorkOrderPushRow) int { return pushCost(child, len(rows)) }
+}
+
+// SyncFields names the generated pull and push root fields ("Type.field")
+// with their verb, for the server's limits on sync fields.
+func SyncFields() map[string]string {
+	return map[string]string{
+		"Query.pullChecklistItems":    "pull",
+		"Mutation.pushChecklistItems": "push",
+		"Query.pullNotes":             "pull",
+		"Mutation.pushNotes":          "push",
+		"Query.pullSites":             "pull",
+		"Mutation.pushSites":          "push",
+		"Query.pullWorkOrders":        "pull",
+		"Mutation.pushWorkOrders":     "push",
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"github.com/tidemark/tidemark/graph"
 	"github.com/tidemark/tidemark/graph/model"
 	"github.com/tidemark/tidemark/readapi"
+	"github.com/tidemark/tidemark/syncengine"
 )
 
 // childListEstimate is the assumed length of an unpaged nested list (a work
@@ -12,12 +13,11 @@ const childListEstimate = 10
 
 // Complexity prices the fields whose cost grows with their arguments: a
 // connection costs its page size times its selection. Every function is
-// nil-safe: a missing first/last means the default page size. Pull and
-// push are not multiplied: their size is bounded (1000) and they are the
-// sync path every device runs.
+// nil-safe: a missing first/last means the default page size. A pull costs
+// its limit and a push its rows (pullCost, pushCost).
 func Complexity() graph.ComplexityRoot {
 	var c graph.ComplexityRoot
-	priceGeneratedConnections(&c)
+	priceGeneratedFields(&c)
 	c.Query.WorkOrders = func(child int, first *int, _ *string, last *int, _ *string, _ *model.WorkOrderFilter, _ *model.WorkOrderOrder) int {
 		return 1 + pageCost(first, last)*child
 	}
@@ -45,3 +45,20 @@ func pageCost(first, last *int) int {
 	}
 	return n
 }
+
+// pullCost prices a pull as the documents it may return plus its selection
+// once, and pushCost a push as its rows plus its selection. They are not
+// multiplied by the selection, so that a full pull (1,000 documents) of any
+// collection passes the limit whatever fields the client syncs; the server
+// allows one pull or push per operation (server.documentLimits), and the
+// price keeps a pull sent with read fields within the same budget. An
+// out-of-range limit is priced at 1, so the resolver's clearer error is
+// what the client sees.
+func pullCost(child, limit int) int {
+	if limit < 1 || limit > syncengine.MaxPullLimit {
+		return 1 + child
+	}
+	return 1 + limit + child
+}
+
+func pushCost(child, rows int) int { return 1 + rows + child }

@@ -2,13 +2,17 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"mime"
+	"net/http"
 	"runtime/debug"
 	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/tidemark/tidemark/apperr"
@@ -35,10 +39,16 @@ func presentError(log *slog.Logger) graphql.ErrorPresenterFunc {
 			return gqlErr
 		}
 		// Resolver errors never get here unwrapped (classifyFieldErrors makes
-		// them application errors), so a gqlerror is gqlgen's own verdict on
-		// the request: a parse, validation or argument error.
+		// them application errors), so a gqlerror is gqlgen's own verdict:
+		// on the request (a parse, validation or argument error), or, inside
+		// a field but not on one of its arguments, on our own output (a NaN
+		// that cannot be written, a null for a non-null field), which is
+		// never the client's doing.
 		var gqlErr *gqlerror.Error
 		if errors.As(err, &gqlErr) {
+			if fc := graphql.GetFieldContext(ctx); fc != nil && !onArgument(fc, gqlErr.Path) {
+				return internalError(ctx, log, err)
+			}
 			if _, hasCode := gqlErr.Extensions["code"]; !hasCode {
 				if gqlErr.Extensions == nil {
 					gqlErr.Extensions = map[string]any{}
@@ -49,6 +59,23 @@ func presentError(log *slog.Logger) graphql.ErrorPresenterFunc {
 		}
 		return internalError(ctx, log, err)
 	}
+}
+
+// onArgument reports whether path leads into one of the field's arguments
+// (where gqlgen reports a value it could not coerce) rather than to the
+// field or its output.
+func onArgument(fc *graphql.FieldContext, path ast.Path) bool {
+	fieldPath := fc.Path()
+	if len(path) <= len(fieldPath) || fc.Field.Definition == nil {
+		return false
+	}
+	for i, el := range fieldPath {
+		if path[i] != el {
+			return false
+		}
+	}
+	name, ok := path[len(fieldPath)].(ast.PathName)
+	return ok && fc.Field.Definition.Arguments.ForName(string(name)) != nil
 }
 
 func internalError(ctx context.Context, log *slog.Logger, err error) *gqlerror.Error {
@@ -88,3 +115,64 @@ func recoverPanic(log *slog.Logger) graphql.RecoverFunc {
 		return apperr.New(apperr.Internal, "internal error")
 	}
 }
+
+// writeGraphQLError answers a request refused before GraphQL ran (rate
+// limit, malformed body, …) with a GraphQL-shaped body, as
+// application/graphql-response+json when the client accepts it: clients
+// such as Apollo Client 4 read extensions.code of a non-2xx response only
+// then. Messages here are ours and short; they never echo the request.
+func writeGraphQLError(w http.ResponseWriter, r *http.Request, status int, errs ...*gqlerror.Error) {
+	w.Header().Set("Content-Type", responseContentType(r))
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(graphql.Response{Errors: errs})
+}
+
+func badRequest(message string) *gqlerror.Error {
+	return &gqlerror.Error{Message: message, Extensions: map[string]any{"code": string(apperr.BadRequest)}}
+}
+
+const graphQLResponseJSON = "application/graphql-response+json"
+
+// responseContentType picks application/graphql-response+json when the
+// client lists it before application/json (or alone) in Accept, as the
+// GraphQL-over-HTTP spec says, and application/json otherwise.
+func responseContentType(r *http.Request) string {
+	for part := range strings.SplitSeq(r.Header.Get("Accept"), ",") {
+		mediaType, _, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err != nil {
+			continue
+		}
+		switch mediaType {
+		case graphQLResponseJSON:
+			return graphQLResponseJSON
+		case "application/json":
+			return "application/json"
+		}
+	}
+	return "application/json"
+}
+
+// negotiatedErrors lets error bodies written as application/json by
+// handlers that do not negotiate (auth's 401, the body limit's 413) go out
+// as application/graphql-response+json when the client asked for it.
+func negotiatedErrors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isUpgrade(r) || responseContentType(r) != graphQLResponseJSON {
+			next.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(&contentTypeFixer{ResponseWriter: w}, r)
+	})
+}
+
+type contentTypeFixer struct{ http.ResponseWriter }
+
+func (c *contentTypeFixer) WriteHeader(status int) {
+	if h := c.Header(); status >= 400 && strings.HasPrefix(h.Get("Content-Type"), "application/json") {
+		h.Set("Content-Type", graphQLResponseJSON)
+	}
+	c.ResponseWriter.WriteHeader(status)
+}
+
+func (c *contentTypeFixer) Unwrap() http.ResponseWriter { return c.ResponseWriter }

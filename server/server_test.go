@@ -295,11 +295,12 @@ func TestDepthLimitAllowsTheLimit(t *testing.T) {
 }
 
 func TestComplexityLimit(t *testing.T) {
-	// pullSitesQuery costs 5: pullSites, documents, id, checkpoint, cursor.
+	// pullSitesQuery costs 6: pullSites and the one document its limit
+	// allows, documents, id, checkpoint, cursor.
 	for _, tt := range []struct {
 		limit    int
 		exceeded bool
-	}{{4, true}, {5, false}} {
+	}{{5, true}, {6, false}} {
 		_, url, _ := start(t, server.Config{ComplexityLimit: tt.limit})
 		r := post(t, url, testenv.Token(t, "t1", "u1"), pullSitesQuery, nil)
 		if !tt.exceeded {
