@@ -73,6 +73,7 @@ type DB struct {
 	Pool    *pgxpool.Pool
 	Dialect Dialect
 	log     *slog.Logger
+	health  *healthCheck
 }
 
 // Open configures the pool, waits for the database with backoff and detects
@@ -105,7 +106,7 @@ func Open(ctx context.Context, url string, cfg PoolConfig, log *slog.Logger) (*D
 		pool.Close()
 		return nil, err
 	}
-	d := &DB{Pool: pool, log: log}
+	d := &DB{Pool: pool, log: log, health: newHealthCheck(pc.ConnConfig.Copy())}
 	var version string
 	if err := pool.QueryRow(ctx, stmtVersion).Scan(&version); err != nil {
 		pool.Close()
@@ -170,7 +171,10 @@ func permanentConnectError(err error) string {
 }
 
 // Close closes the pool.
-func (d *DB) Close() { d.Pool.Close() }
+func (d *DB) Close() {
+	d.health.close()
+	d.Pool.Close()
+}
 
 // Ping checks that the database answers.
 func (d *DB) Ping(ctx context.Context) error { return d.Pool.Ping(ctx) }

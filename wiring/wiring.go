@@ -46,8 +46,13 @@ const readyTimeout = 2 * time.Second
 // Config is what Build needs besides the database. The zero value of every
 // setting means its default.
 type Config struct {
-	// Secret signs and verifies the bearer tokens (HS256).
+	// Secret signs and verifies the bearer tokens (HS256), unless
+	// Verifier is set.
 	Secret []byte
+	// Verifier, when set, verifies the bearer tokens instead of an HS256
+	// verifier on Secret (identity-provider tokens, see auth.New). It
+	// stays the caller's to Close.
+	Verifier *auth.Verifier
 	// Logger receives the hub's and the poller's lines, and the server's
 	// unless Server.Logger is set; nil discards them.
 	Logger *slog.Logger
@@ -118,8 +123,8 @@ func Build(d *db.DB, cfg Config) (*Built, error) {
 	if d == nil {
 		return nil, errors.New("wiring: no database")
 	}
-	if len(cfg.Secret) == 0 {
-		return nil, errors.New("wiring: no JWT secret")
+	if len(cfg.Secret) == 0 && cfg.Verifier == nil {
+		return nil, errors.New("wiring: no JWT secret and no verifier")
 	}
 	cfg = cfg.withDefaults()
 
@@ -156,8 +161,14 @@ func Build(d *db.DB, cfg Config) (*Built, error) {
 		},
 		Complexity: resolvers.Complexity(),
 	})
-	srv.Verifier = auth.NewVerifier(cfg.Secret)
+	srv.Verifier = cfg.Verifier
+	if srv.Verifier == nil {
+		srv.Verifier = auth.NewVerifier(cfg.Secret)
+	}
 	srv.Ready = ready(d)
+	if srv.SyncFields == nil {
+		srv.SyncFields = resolvers.SyncFields()
+	}
 	srv.Heads = d
 	srv.ResponseContext = dataloader.PerResponse(sources)
 	handler, err := server.New(srv)
@@ -198,16 +209,19 @@ func (b *Built) Close() {
 	b.Cache.Close()
 }
 
-// ready is /readyz: the database answers and its schema is current.
+// ready is /readyz: the database answers and its schema is current. It
+// checks on a connection of its own (db.CheckReady), so a busy instance
+// whose pool is in full use still reports ready.
 func ready(d *db.DB) func(context.Context) error {
 	return func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 		defer cancel()
-		if err := d.Ping(ctx); err != nil {
-			return errors.New("database unreachable")
-		}
-		if err := d.CheckSchema(ctx); err != nil {
+		err := d.CheckReady(ctx)
+		switch {
+		case errors.Is(err, db.ErrSchemaOutdated):
 			return errors.New("database schema outdated: run `tidemark migrate`")
+		case err != nil:
+			return errors.New("database unreachable")
 		}
 		return nil
 	}
