@@ -1,0 +1,43 @@
+// A dispatcher reassigns a work order through the API; it leaves one
+// technician's screen and appears on the other's, live, with its checklist
+// and notes (docs/sync-rules.md: move-out and move-in).
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { documentFields } from '../tidemark-rxdb.mjs';
+import { devIdentities, graphql, launchChromium, openDevice, screenshot } from './harness.mjs';
+
+let browser;
+before(async () => { browser = await launchChromium(); });
+after(async () => { await browser?.close(); });
+
+test("a reassignment moves a work order from one technician's screen to the other's, live", async () => {
+  const ana = await openDevice(browser, 'tech-ana', { name: 'ana' });
+  await ana.order('wo-ana-3').waitFor();
+  const ben = await openDevice(browser, 'tech-ben', { name: 'ben' });
+  await ben.order('wo-ben-1').waitFor();
+  assert.equal(await ben.order('wo-ana-3').count(), 0);
+  await screenshot(ben.page, 'demo-before-reassign');
+
+  // The dispatcher hands Ana's sensor job to Ben, as a dispatch console
+  // would: a push whose assumed state is the one it pulled.
+  const { 'dispatch-dana': dispatcher } = await devIdentities();
+  const { pullWorkOrders } = await graphql(dispatcher.token,
+    `{ pullWorkOrders(checkpoint: null, limit: 100) { documents { ${documentFields('WorkOrder')} } } }`);
+  const job = pullWorkOrders.documents.find((d) => d.id === 'wo-ana-3');
+  assert.equal(job.assigneeId, 'tech-ana');
+  const { pushWorkOrders: conflicts } = await graphql(dispatcher.token,
+    `mutation($rows: [WorkOrderPushRow!]!) { pushWorkOrders(rows: $rows) { id } }`,
+    { rows: [{ assumedMasterState: job, newDocumentState: { ...job, assigneeId: 'tech-ben' } }] });
+  assert.deepEqual(conflicts, [], 'the reassignment was written as sent');
+
+  // No reload, no pull: the streams carry it.
+  await ana.order('wo-ana-3').waitFor({ state: 'detached' });
+  await ben.order('wo-ana-3').waitFor();
+  await ben.page.waitForSelector('[data-testid="work-order"][data-id="wo-ana-3"] [data-id="wo-ana-3-item-2"]');
+  assert.match(await ben.order('wo-ana-3').textContent(), /assigned to tech-ben/);
+  assert.equal(await ana.page.locator('[data-testid="work-order"]').count(), 2);
+  assert.equal(await ben.page.locator('[data-testid="work-order"]').count(), 3);
+  await screenshot(ben.page, 'demo-reassigned');
+  await ana.context.close();
+  await ben.context.close();
+});
