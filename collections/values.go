@@ -72,15 +72,17 @@ func (f Field) Normalize(v any) (any, error) {
 		if !ok {
 			return nil, fmt.Errorf("must be a time")
 		}
-		if t.IsZero() {
+		if err := CheckTime(t); err != nil {
+			return nil, err
+		}
+		// Judged as stored: a time a few nanoseconds after the zero time
+		// is the zero time once truncated to microseconds.
+		if t = NormalizeTime(t); t.IsZero() {
 			// GraphQL clients read the zero time as null; storing it would
 			// make every later push of the same document look like an edit.
 			return nil, fmt.Errorf("must not be 0001-01-01T00:00:00Z; send null for no time")
 		}
-		if err := CheckTime(t); err != nil {
-			return nil, err
-		}
-		return NormalizeTime(t), nil
+		return t, nil
 	}
 	return nil, fmt.Errorf("has an unknown kind %v", f.Kind)
 }

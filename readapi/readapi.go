@@ -249,16 +249,26 @@ func decodeCursor(c *collections.Collection, order, cursor, arg string) (ListKey
 func cursorKey(c *collections.Collection, order string, lc listCursor) (ListKey, error) {
 	invalid := errors.New("invalid cursor")
 	key := ListKey{ID: lc.ID}
-	if order == "" || lc.Value == nil {
+	if order == "" {
+		if lc.Value != nil {
+			return ListKey{}, invalid
+		}
 		return key, nil
 	}
-	kind := collections.Time
+	kind, nullable := collections.Time, false // updatedAt
 	if order != "updatedAt" {
 		f, ok := c.Field(order)
 		if !ok {
 			return ListKey{}, invalid
 		}
-		kind = f.Kind
+		kind, nullable = f.Kind, f.Nullable
+	}
+	if lc.Value == nil {
+		// A NULL sort value only where a document can have one.
+		if !nullable {
+			return ListKey{}, invalid
+		}
+		return key, nil
 	}
 	switch kind {
 	case collections.Time:

@@ -51,32 +51,26 @@ func checkPushBytes(l PushLimits, rows []PushRow) error {
 	return nil
 }
 
-// largestField names the longest string of row i, as a push error's field.
+// largestField names the longest string of row i, as a push error's
+// field; on a tie the new state's, then the first by name, so that the
+// error does not change with the order of a map.
 func largestField(i int, r PushRow) string {
-	type part struct {
-		path string
-		size int
-	}
-	var parts []part
-	add := func(state string, d collections.Document) {
-		for name, v := range d.Fields {
-			if s, ok := v.(string); ok {
-				parts = append(parts, part{state + "." + name, len(s)})
+	best, size := fmt.Sprintf("rows[%d]", i), -1
+	look := func(state string, d collections.Document) {
+		names := make([]string, 0, len(d.Fields))
+		for name := range d.Fields {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			if s, ok := d.Fields[name].(string); ok && len(s) > size {
+				best, size = fmt.Sprintf("rows[%d].%s.%s", i, state, name), len(s)
 			}
 		}
 	}
-	add("newDocumentState", r.New)
+	look("newDocumentState", r.New)
 	if r.Assumed != nil {
-		add("assumedMasterState", *r.Assumed)
+		look("assumedMasterState", *r.Assumed)
 	}
-	if len(parts) == 0 {
-		return fmt.Sprintf("rows[%d]", i)
-	}
-	sort.Slice(parts, func(a, b int) bool {
-		if parts[a].size != parts[b].size {
-			return parts[a].size > parts[b].size
-		}
-		return parts[a].path < parts[b].path
-	})
-	return fmt.Sprintf("rows[%d].%s", i, parts[0].path)
+	return best
 }
