@@ -33,7 +33,7 @@ func TestBrowser(t *testing.T) {
 	for _, file := range files {
 		t.Run(strings.TrimSuffix(filepath.Base(file), ".test.mjs"), func(t *testing.T) {
 			server := startDevTidemark(t, bin)
-			runNodeTests(t, file, "TIDEMARK_URL="+server.url(), "TIDEMARK_CHROMIUM="+chromiumPath)
+			runBrowserTestFile(t, file, "TIDEMARK_URL="+server.url(), "TIDEMARK_CHROMIUM="+chromiumPath)
 		})
 	}
 }
@@ -97,8 +97,8 @@ func startDevTidemark(t *testing.T, bin string) *instance {
 	return startInstance(t, "dev-mode", bin, env)
 }
 
-// runNodeTests runs one file under `node --test`, its output in the test log.
-func runNodeTests(t *testing.T, file string, env ...string) {
+// runBrowserTestFile runs one file under `node --test`, its output in the test log.
+func runBrowserTestFile(t *testing.T, file string, env ...string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
