@@ -78,6 +78,9 @@ type Config struct {
 	// runs (defaults tombstones.DefaultRetention and DefaultInterval).
 	TombstoneRetention     time.Duration
 	TombstonePurgeInterval time.Duration
+	// PushLimits bound the bytes of one push row and one push (zero:
+	// collections.DefaultMaxRowBytes and DefaultMaxPushBytes).
+	PushLimits syncengine.PushLimits
 	// Server configures the HTTP surface. Build fills in Schema, Verifier,
 	// Ready, Heads and ResponseContext, and MaxBodyBytes when it is zero
 	// (DefaultMaxBodyBytes).
@@ -129,6 +132,7 @@ func Build(d *db.DB, cfg Config) (*Built, error) {
 	cfg = cfg.withDefaults()
 
 	engine := syncengine.New(d)
+	engine.SetPushLimits(cfg.PushLimits)
 	rules := cfg.SyncRules
 	if rules == nil {
 		var err error
