@@ -170,13 +170,13 @@ func (v *Verifier) Verify(token string) (Identity, error) {
 	claims := jwt.MapClaims{}
 	parsed, err := v.parser.ParseWithClaims(token, claims, v.keyFor)
 	if err != nil {
-		return Identity{}, v.classify(parsed, err)
+		return Identity{}, v.classify(parsed, claims, err)
 	}
 	return v.identity(claims)
 }
 
 // classify maps a jwt parse error to a short human message.
-func (v *Verifier) classify(tok *jwt.Token, err error) error {
+func (v *Verifier) classify(tok *jwt.Token, claims jwt.MapClaims, err error) error {
 	if errors.Is(err, jwt.ErrTokenMalformed) {
 		return invalid("token malformed", err)
 	}
@@ -191,7 +191,13 @@ func (v *Verifier) classify(tok *jwt.Token, err error) error {
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
 		return invalid("token signature invalid", err)
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return invalid("token has no exp", err)
+		// exp is always required; iss and aud when they are checked.
+		for _, name := range []string{"exp", "iss", "aud"} {
+			if _, ok := claims[name]; !ok {
+				return invalid("token has no "+name, err)
+			}
+		}
+		return invalid("token has an empty required claim", err)
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return invalid("token expired", err)
 	case errors.Is(err, jwt.ErrTokenNotValidYet):

@@ -3,6 +3,7 @@ package auth
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -173,6 +174,9 @@ func (v *Verifier) keyFor(t *jwt.Token) (any, error) {
 		return nil, errKeyMismatch
 	}
 	key, err := v.keys(t)
+	if errors.Is(err, errKeyMismatch) || errors.Is(err, errUnknownKey) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errUnknownKey, err)
 	}
@@ -194,9 +198,10 @@ func (v *Verifier) keyFor(t *jwt.Token) (any, error) {
 	return key, nil
 }
 
-// remoteKeys fetches the JWKS at cfg.JWKSURL with keyfunc (github.com/MicahParks/keyfunc/v3
-// over jwkset): keys cached by kid, refreshed in the background, and
-// fetched anew on an unknown kid at most once per JWKSUnknownKIDInterval.
+// remoteKeys fetches the JWKS at cfg.JWKSURL with keyfunc's storage
+// (github.com/MicahParks/keyfunc/v3 over jwkset): keys cached by kid,
+// refreshed in the background, and fetched anew on an unknown kid at most
+// once per JWKSUnknownKIDInterval.
 func remoteKeys(ctx context.Context, cfg Config) (keySource, error) {
 	client := cfg.HTTPClient
 	if client == nil {
@@ -239,17 +244,61 @@ func remoteKeys(ctx context.Context, cfg Config) (keySource, error) {
 	if err := hasUsableKey(ctx, kf.Storage()); err != nil {
 		return nil, fmt.Errorf("auth: the JWKS at %s: %w", cfg.JWKSURL, err)
 	}
-	return sigKeys(ctx, kf.Storage())
+	return storageKeys(ctx, kf.Storage()), nil
 }
 
-// sigKeys wraps a JWK storage in keyfunc's jwt.Keyfunc (kid lookup, a JWK's
-// own alg enforced), trusting keys meant for signatures or for anything.
-func sigKeys(ctx context.Context, store jwkset.Storage) (keySource, error) {
-	kf, err := keyfunc.New(keyfunc.Options{Ctx: ctx, Storage: store, UseWhitelist: []jwkset.USE{jwkset.UseSig, ""}})
-	if err != nil {
-		return nil, err
+// storageKeys finds a token's key in a JWK storage: by kid (a kid the
+// storage lacks makes keyfunc's storage fetch the JWKS anew, rate limited),
+// or, for a token without kid, every key that may sign with its alg. A
+// JWK's own alg, when it has one, must be the token's; keys meant for
+// encryption are never used.
+func storageKeys(ctx context.Context, store jwkset.Storage) keySource {
+	return func(t *jwt.Token) (any, error) {
+		alg := t.Method.Alg()
+		kidValue, hasKID := t.Header["kid"]
+		if !hasKID {
+			all, err := store.KeyReadAll(ctx)
+			if err != nil {
+				return nil, err
+			}
+			var set jwt.VerificationKeySet
+			for _, jwk := range all {
+				if a := jwk.Marshal().ALG; signingKey(jwk) && (a == "" || string(a) == alg) {
+					set.Keys = append(set.Keys, publicKey(jwk.Key()))
+				}
+			}
+			return set, nil
+		}
+		kid, ok := kidValue.(string)
+		if !ok {
+			return nil, errUnknownKey
+		}
+		jwk, err := store.KeyRead(ctx, kid)
+		if err != nil {
+			return nil, err
+		}
+		if !signingKey(jwk) {
+			return nil, errUnknownKey
+		}
+		if a := jwk.Marshal().ALG; a != "" && string(a) != alg {
+			return nil, errKeyMismatch
+		}
+		return publicKey(jwk.Key()), nil
 	}
-	return kf.Keyfunc, nil
+}
+
+func signingKey(jwk jwkset.JWK) bool {
+	use := jwk.Marshal().USE
+	return use == jwkset.UseSig || use == ""
+}
+
+// publicKey is key's public half, if key is a private key (a JWKS file
+// may hold them).
+func publicKey(key any) any {
+	if pk, ok := key.(interface{ Public() crypto.PublicKey }); ok {
+		return pk.Public()
+	}
+	return key
 }
 
 func hasUsableKey(ctx context.Context, store jwkset.Storage) error {
@@ -258,7 +307,7 @@ func hasUsableKey(ctx context.Context, store jwkset.Storage) error {
 		return err
 	}
 	for _, k := range all {
-		if use := k.Marshal().USE; use == jwkset.UseSig || use == "" {
+		if signingKey(k) {
 			return nil
 		}
 	}
@@ -283,7 +332,7 @@ func fileKeys(path string) (keySource, error) {
 		if err := hasUsableKey(context.Background(), store); err != nil {
 			return nil, fmt.Errorf("auth: JWKS file %s: %w", path, err)
 		}
-		return sigKeys(context.Background(), store)
+		return storageKeys(context.Background(), store), nil
 	}
 	keys, err := pemKeys(raw)
 	if err != nil {

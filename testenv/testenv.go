@@ -48,6 +48,9 @@ type Options struct {
 	DB *db.DB
 	// CacheTTL bounds the document cache's staleness (default: the program's).
 	CacheTTL time.Duration
+	// Verifier, if set, verifies bearer tokens instead of the HS256
+	// verifier on Secret (identity-provider tokens); the test closes it.
+	Verifier *auth.Verifier
 }
 
 // New returns an environment on a fresh database.
@@ -59,6 +62,7 @@ func New(tb testing.TB, opts Options) *Env {
 	}
 	built, err := wiring.Build(d, wiring.Config{
 		Secret:       Secret,
+		Verifier:     opts.Verifier,
 		PollInterval: PollInterval,
 		CacheTTL:     opts.CacheTTL,
 		StreamBuffer: opts.StreamBuffer,

@@ -36,6 +36,7 @@ type Main struct {
 	cluster  *pgcluster.Cluster
 	db       *db.DB
 	built    *wiring.Built
+	verifier *auth.Verifier
 	listener net.Listener
 	http     *http.Server
 	debug    *http.Server
@@ -71,6 +72,14 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			m.Close(context.WithoutCancel(ctx))
 		}
 	}()
+	if !m.Config.DevMode() {
+		// A JWKS URL is fetched here, before the database: a JWKS that
+		// cannot be read stops the start at once, with the URL and why.
+		m.verifier, err = auth.New(context.WithoutCancel(ctx), m.Config.AuthConfig([]byte(m.Config.JWTSecret), m.Log))
+		if err != nil {
+			return err
+		}
+	}
 	if err := m.openDatabase(ctx); err != nil {
 		return err
 	}
@@ -86,9 +95,14 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	if m.verifier == nil {
+		if m.verifier, err = auth.New(context.WithoutCancel(ctx), m.Config.AuthConfig(secret, m.Log)); err != nil {
+			return err
+		}
+	}
 
 	m.built, err = wiring.Build(m.db, wiring.Config{
-		Secret:         secret,
+		Verifier:       m.verifier,
 		Logger:         m.Log,
 		PollInterval:   m.Config.PollInterval,
 		CacheDocuments: m.Config.CacheDocuments,
@@ -121,9 +135,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	// every websocket, so clients reconnect elsewhere.
 	m.background, m.stopBackground = context.WithCancel(context.WithoutCancel(ctx))
 
-	m.listener, err = net.Listen("tcp", m.Config.Addr)
+	m.listener, err = net.Listen("tcp", m.Config.ListenAddr())
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", m.Config.Addr, err)
+		return fmt.Errorf("listen on %s: %w", m.Config.ListenAddr(), err)
 	}
 	m.http = &http.Server{
 		Handler:           m.built.Handler,
@@ -144,6 +158,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 	m.Log.Info("tidemark is serving", "addr", m.Addr(), "playground", "http://"+browsable(m.Addr())+"/",
 		"dev_mode", m.Config.DevMode(), "dialect", m.db.Dialect.String())
+	if m.Config.DevMode() && m.Config.Addr == "" {
+		m.Log.Info("dev mode listens on loopback only, as it hands out a token: set TIDEMARK_ADDR (e.g. :8080) to listen on other interfaces", "addr", m.Addr())
+	}
 	if m.DevToken != "" {
 		m.Log.Info("dev mode: use this token (tenant "+devTenant+", user "+devUser+")", "authorization", "Bearer "+m.DevToken)
 	}
@@ -265,6 +282,9 @@ func (m *Main) Close(ctx context.Context) error {
 	}
 	if m.built != nil {
 		m.built.Close()
+	}
+	if m.verifier != nil {
+		m.verifier.Close()
 	}
 	if m.db != nil {
 		m.db.Close()

@@ -4,11 +4,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/tidemark/tidemark/auth"
 	"github.com/tidemark/tidemark/tombstones"
 	"github.com/tidemark/tidemark/wiring"
 )
@@ -17,10 +21,22 @@ import (
 // a flag and a TIDEMARK_* environment variable; a flag wins over the variable,
 // and the variable over the default.
 type Config struct {
-	Addr            string
-	DatabaseURL     string
-	DataDir         string
-	JWTSecret       string
+	Addr        string // empty: DefaultAddr, or DevAddr in dev mode (see ListenAddr)
+	DatabaseURL string
+	DataDir     string
+	JWTSecret   string
+
+	// Identity-provider tokens (docs/security.md, "Identity providers").
+	JWKSURL                string // the provider's JWKS endpoint
+	JWKSFile               string // or a local JWKS (JSON) or PEM file
+	JWTIssuer              string // required iss, if set
+	JWTAudience            string // required aud, if set
+	JWTTenantClaim         string // claim name or dotted path of the tenant id
+	JWTUserClaim           string // … of the user id
+	JWTRoleClaim           string // … of the role the sync rules read
+	JWKSRefreshInterval    time.Duration
+	JWKSUnknownKIDInterval time.Duration // least time between fetches caused by an unknown kid
+
 	LogLevel        string
 	LogFormat       string
 	Introspection   string // "auto" (on in dev mode), "true" or "false"
@@ -45,11 +61,17 @@ type Config struct {
 // 256 bits of key.
 const minSecretLen = 32
 
+// Listen addresses when none is set: every interface, except in dev mode,
+// whose server hands out a token to whoever asks and so stays on loopback.
+const (
+	DefaultAddr = ":8080"
+	DevAddr     = "127.0.0.1:8080"
+)
+
 // defaults are the settings of a Tidemark started with no flags and no
 // environment: the flags' defaults, and what withDefaults fills in. The
 // settings that reach wiring.Build take its defaults.
 var defaults = Config{
-	Addr:            ":8080",
 	DataDir:         "./tidemark-data",
 	LogLevel:        "info",
 	LogFormat:       "text",
@@ -63,12 +85,17 @@ var defaults = Config{
 
 	TombstoneRetention:     tombstones.DefaultRetention,
 	TombstonePurgeInterval: tombstones.DefaultInterval,
+
+	JWTTenantClaim:         auth.DefaultTenantClaim,
+	JWTUserClaim:           auth.DefaultUserClaim,
+	JWTRoleClaim:           auth.DefaultRoleClaim,
+	JWKSRefreshInterval:    auth.DefaultJWKSRefreshInterval,
+	JWKSUnknownKIDInterval: auth.DefaultJWKSUnknownKIDInterval,
 }
 
 // withDefaults fills settings left zero (a Config built in code rather
 // than from flags) with the defaults.
 func (c Config) withDefaults() Config {
-	fill(&c.Addr, defaults.Addr)
 	fill(&c.DataDir, defaults.DataDir)
 	fill(&c.LogLevel, defaults.LogLevel)
 	fill(&c.LogFormat, defaults.LogFormat)
@@ -81,6 +108,11 @@ func (c Config) withDefaults() Config {
 	fill(&c.CacheTTL, defaults.CacheTTL)
 	fill(&c.TombstoneRetention, defaults.TombstoneRetention)
 	fill(&c.TombstonePurgeInterval, defaults.TombstonePurgeInterval)
+	fill(&c.JWTTenantClaim, defaults.JWTTenantClaim)
+	fill(&c.JWTUserClaim, defaults.JWTUserClaim)
+	fill(&c.JWTRoleClaim, defaults.JWTRoleClaim)
+	fill(&c.JWKSRefreshInterval, defaults.JWKSRefreshInterval)
+	fill(&c.JWKSUnknownKIDInterval, defaults.JWKSUnknownKIDInterval)
 	return c
 }
 
@@ -95,9 +127,10 @@ func fill[T comparable](v *T, def T) {
 // validate checks the settings that need no database.
 func (c Config) validate() error {
 	var errs []error
-	if !c.DevMode() && len(c.JWTSecret) < minSecretLen {
+	if c.JWTSecret != "" && len(c.JWTSecret) < minSecretLen {
 		errs = append(errs, fmt.Errorf("TIDEMARK_JWT_SECRET must be at least %d characters", minSecretLen))
 	}
+	errs = append(errs, c.validateIdentityProvider()...)
 	errs = append(errs, c.validateDemo()...)
 	if c.DBMaxConns < 1 || c.DBMaxConns > 10_000 {
 		errs = append(errs, fmt.Errorf("TIDEMARK_DB_MAX_CONNS must be between 1 and 10000 (got %d)", c.DBMaxConns))
@@ -123,9 +156,74 @@ func (c Config) validate() error {
 	return errors.Join(errs...)
 }
 
-// DevMode is true when no JWT secret is configured: the server then makes a
-// dev secret and tenant, logs a token and fills it into the Playground.
-func (c Config) DevMode() bool { return c.JWTSecret == "" }
+// validateIdentityProvider checks the JWKS and claim settings.
+func (c Config) validateIdentityProvider() []error {
+	var errs []error
+	if c.JWKSURL != "" && c.JWKSFile != "" {
+		errs = append(errs, errors.New("set TIDEMARK_JWKS_URL or TIDEMARK_JWKS_FILE, not both"))
+	}
+	if c.JWKSURL != "" {
+		if u, err := url.Parse(c.JWKSURL); err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname()))) {
+			errs = append(errs, fmt.Errorf("TIDEMARK_JWKS_URL=%q must be an https URL (plain http only on loopback)", c.JWKSURL))
+		}
+	}
+	if c.DevMode() && (c.JWTIssuer != "" || c.JWTAudience != "") {
+		errs = append(errs, errors.New("TIDEMARK_JWT_ISSUER and TIDEMARK_JWT_AUDIENCE need TIDEMARK_JWKS_URL, TIDEMARK_JWKS_FILE or TIDEMARK_JWT_SECRET: dev mode's token has neither"))
+	}
+	if c.JWTTenantClaim == "" || c.JWTUserClaim == "" || c.JWTRoleClaim == "" {
+		errs = append(errs, errors.New("TIDEMARK_JWT_TENANT_CLAIM, TIDEMARK_JWT_USER_CLAIM and TIDEMARK_JWT_ROLE_CLAIM must not be empty"))
+	}
+	if c.JWKSRefreshInterval < time.Second || c.JWKSUnknownKIDInterval < time.Second {
+		errs = append(errs, fmt.Errorf("TIDEMARK_JWKS_REFRESH_INTERVAL and TIDEMARK_JWKS_UNKNOWN_KID_INTERVAL must be at least 1s (got %s and %s)", c.JWKSRefreshInterval, c.JWKSUnknownKIDInterval))
+	}
+	return errs
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// DevMode is true when no JWT secret and no JWKS is configured: the server
+// then makes a dev secret and tenant, logs a token, fills it into the
+// Playground, and listens on loopback unless given an address.
+func (c Config) DevMode() bool { return c.JWTSecret == "" && c.JWKSURL == "" && c.JWKSFile == "" }
+
+// ListenAddr is Addr, or when it is empty DevAddr in dev mode and
+// DefaultAddr otherwise.
+func (c Config) ListenAddr() string {
+	switch {
+	case c.Addr != "":
+		return c.Addr
+	case c.DevMode():
+		return DevAddr
+	}
+	return DefaultAddr
+}
+
+// AuthConfig is the token verification the settings ask for, given the
+// HS256 secret in use (the configured one, or dev mode's).
+func (c Config) AuthConfig(secret []byte, log *slog.Logger) auth.Config {
+	if c.DevMode() {
+		// Dev mode's token is minted with the default claims.
+		return auth.Config{Secret: secret, Logger: log}
+	}
+	return auth.Config{
+		Secret:   secret,
+		JWKSURL:  c.JWKSURL,
+		JWKSFile: c.JWKSFile,
+		Issuer:   c.JWTIssuer,
+		Audience: c.JWTAudience,
+		Claims:   auth.ClaimMapping{Tenant: c.JWTTenantClaim, User: c.JWTUserClaim, Role: c.JWTRoleClaim},
+
+		JWKSRefreshInterval:    c.JWKSRefreshInterval,
+		JWKSUnknownKIDInterval: c.JWKSUnknownKIDInterval,
+		Logger:                 log,
+	}
+}
 
 // IntrospectionEnabled resolves "auto" by mode.
 func (c Config) IntrospectionEnabled() bool {
@@ -157,10 +255,19 @@ func (c Config) Origins() []string {
 // than silently running with a default the operator did not choose.
 func bindConfig(fs *flag.FlagSet, c *Config) error {
 	var errs envErrors
-	fs.StringVar(&c.Addr, "addr", env("TIDEMARK_ADDR", defaults.Addr), "listen address (TIDEMARK_ADDR)")
+	fs.StringVar(&c.Addr, "addr", env("TIDEMARK_ADDR", defaults.Addr), "listen address; empty means "+DefaultAddr+", or "+DevAddr+" (loopback only) in dev mode (TIDEMARK_ADDR)")
 	fs.StringVar(&c.DatabaseURL, "database-url", env("TIDEMARK_DATABASE_URL", ""), "PostgreSQL or CockroachDB URL; empty starts the embedded PostgreSQL (TIDEMARK_DATABASE_URL)")
 	fs.StringVar(&c.DataDir, "data-dir", env("TIDEMARK_DATA_DIR", defaults.DataDir), "folder of the embedded PostgreSQL and dev secret (TIDEMARK_DATA_DIR)")
-	fs.StringVar(&c.JWTSecret, "jwt-secret", env("TIDEMARK_JWT_SECRET", ""), "HS256 secret for bearer tokens; empty means dev mode (TIDEMARK_JWT_SECRET)")
+	fs.StringVar(&c.JWTSecret, "jwt-secret", env("TIDEMARK_JWT_SECRET", ""), "HS256 secret for bearer tokens; with no JWKS either, empty means dev mode (TIDEMARK_JWT_SECRET)")
+	fs.StringVar(&c.JWKSURL, "jwks-url", env("TIDEMARK_JWKS_URL", ""), "identity provider's JWKS endpoint; its RS/PS/ES/EdDSA tokens are accepted (TIDEMARK_JWKS_URL)")
+	fs.StringVar(&c.JWKSFile, "jwks-file", env("TIDEMARK_JWKS_FILE", ""), "file of JWKS JSON or PEM public keys, instead of a JWKS URL (TIDEMARK_JWKS_FILE)")
+	fs.StringVar(&c.JWTIssuer, "jwt-issuer", env("TIDEMARK_JWT_ISSUER", ""), "if set, the iss every token must carry (TIDEMARK_JWT_ISSUER)")
+	fs.StringVar(&c.JWTAudience, "jwt-audience", env("TIDEMARK_JWT_AUDIENCE", ""), "if set, an aud every token must carry (TIDEMARK_JWT_AUDIENCE)")
+	fs.StringVar(&c.JWTTenantClaim, "jwt-tenant-claim", env("TIDEMARK_JWT_TENANT_CLAIM", defaults.JWTTenantClaim), "claim name or dotted path of the tenant id (TIDEMARK_JWT_TENANT_CLAIM)")
+	fs.StringVar(&c.JWTUserClaim, "jwt-user-claim", env("TIDEMARK_JWT_USER_CLAIM", defaults.JWTUserClaim), "claim name or dotted path of the user id (TIDEMARK_JWT_USER_CLAIM)")
+	fs.StringVar(&c.JWTRoleClaim, "jwt-role-claim", env("TIDEMARK_JWT_ROLE_CLAIM", defaults.JWTRoleClaim), "claim name or dotted path of the role the sync rules read (TIDEMARK_JWT_ROLE_CLAIM)")
+	fs.DurationVar(&c.JWKSRefreshInterval, "jwks-refresh-interval", errs.duration("TIDEMARK_JWKS_REFRESH_INTERVAL", defaults.JWKSRefreshInterval), "how often the JWKS is fetched anew (TIDEMARK_JWKS_REFRESH_INTERVAL)")
+	fs.DurationVar(&c.JWKSUnknownKIDInterval, "jwks-unknown-kid-interval", errs.duration("TIDEMARK_JWKS_UNKNOWN_KID_INTERVAL", defaults.JWKSUnknownKIDInterval), "least time between JWKS fetches caused by tokens with an unknown kid (TIDEMARK_JWKS_UNKNOWN_KID_INTERVAL)")
 	fs.StringVar(&c.LogLevel, "log-level", env("TIDEMARK_LOG_LEVEL", defaults.LogLevel), "debug, info, warn or error (TIDEMARK_LOG_LEVEL)")
 	fs.StringVar(&c.LogFormat, "log-format", env("TIDEMARK_LOG_FORMAT", defaults.LogFormat), "text or json (TIDEMARK_LOG_FORMAT)")
 	fs.StringVar(&c.Introspection, "introspection", env("TIDEMARK_INTROSPECTION", defaults.Introspection), "auto (on in dev mode), true or false (TIDEMARK_INTROSPECTION)")
