@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -22,9 +23,13 @@ import (
 )
 
 // Close codes Tidemark sends on websockets. Clients of the graphql-ws
-// library reconnect after both; after 4403 they authenticate anew.
+// library reconnect after both; after 4403 they authenticate anew. (The
+// protocol's own codes, and those of the connection limits, are in
+// wsgorilla and websocket_limits.go.)
 const (
 	// closeForbidden: a bad token at connection_init, or the token expired.
+	// graphql-ws retries 4403 (its connectionParams function can then hand
+	// over a fresh token), unlike 4401, which it treats as final.
 	closeForbidden = 4403
 	// closeTryAgainLater: the server dropped the subscriber (too slow, or
 	// its own trouble). Reconnect and resync from the checkpoint.
@@ -32,10 +37,16 @@ const (
 )
 
 // wsConn holds the websocket of one upgrade request so that the server can
-// close it with a code of its own: gqlgen only ever closes with 1000.
+// close it with a code of its own (gqlgen only ever closes with 1000), and
+// what the connection counts against the limits.
 type wsConn struct {
-	mu   sync.Mutex
-	conn transport.WebsocketConn
+	counts  *connectionCounts
+	address string
+
+	mu        sync.Mutex
+	conn      transport.WebsocketConn
+	subject   string      // the user the connection counts for, once known
+	authTimer *time.Timer // closes a connection that never authenticates
 }
 
 type wsConnKey struct{}
@@ -51,14 +62,83 @@ func (h *wsConn) close(code int, reason string) {
 }
 
 // withWebsocketSlot gives every upgrade request a slot for its connection,
-// which wsgorilla fills on accept.
-func withWebsocketSlot(next http.Handler) http.Handler {
+// which wsgorilla fills on accept, after counting it against the total and
+// per-address caps and the accept rate: an upgrade over them is refused
+// before any websocket work, with 429 or 503 and a jittered Retry-After.
+// The slot is freed when the connection's handler returns.
+func withWebsocketSlot(limits WebsocketLimits, next http.Handler) http.Handler {
+	counts := newConnectionCounts(limits)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if websocket.IsWebSocketUpgrade(r) {
-			r = r.WithContext(context.WithValue(r.Context(), wsConnKey{}, &wsConn{}))
+		if !websocket.IsWebSocketUpgrade(r) {
+			next.ServeHTTP(w, r)
+			return
 		}
-		next.ServeHTTP(w, r)
+		slot := &wsConn{counts: counts, address: clientAddress(r)}
+		if ref := counts.admit(slot.address); ref != nil {
+			writeShed(w, ref, counts.retryAfter())
+			return
+		}
+		defer slot.release()
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), wsConnKey{}, slot)))
 	})
+}
+
+func (h *wsConn) release() {
+	h.mu.Lock()
+	subject := h.subject
+	if h.authTimer != nil {
+		h.authTimer.Stop()
+	}
+	h.mu.Unlock()
+	h.counts.release(h.address, subject)
+}
+
+// authenticated records that the connection (or one of its subscriptions)
+// has an identity: the auth deadline no longer applies, and the
+// connection counts for the user, once. false: the user already holds
+// its most connections.
+func (h *wsConn) authenticated(id auth.Identity) bool {
+	if h == nil {
+		return true
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.authTimer != nil {
+		h.authTimer.Stop()
+		h.authTimer = nil
+	}
+	if h.subject != "" {
+		return true
+	}
+	key := subjectKey(id)
+	if !h.counts.claimSubject(key) {
+		return false
+	}
+	h.subject = key
+	return true
+}
+
+// awaitAuthentication closes the connection with 4401 unless it
+// authenticates within d.
+func (h *wsConn) awaitAuthentication(d time.Duration) {
+	if h == nil || d <= 0 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.subject != "" || h.authTimer != nil {
+		return
+	}
+	h.authTimer = time.AfterFunc(d, func() {
+		h.close(closeUnauthorized, "Unauthorized: no token in connection_init or a subscription's headers")
+	})
+}
+
+// tooManyForSubject is the close reason (with its retry hint) of a
+// connection over MaxConnectionsPerSubject.
+func (h *wsConn) tooManyForSubject() string {
+	return fmt.Sprintf("too many connections for this user (at most %d); retry after %ds",
+		h.counts.limits.MaxConnectionsPerSubject, h.counts.retryAfter())
 }
 
 func wsConnFrom(ctx context.Context) *wsConn {
@@ -67,11 +147,16 @@ func wsConnFrom(ctx context.Context) *wsConn {
 }
 
 func websocketTransport(cfg Config) transport.Websocket {
-	readLimit := int64(256 << 10)
+	limits := cfg.WebsocketLimits.withDefaults()
+	readLimit := limits.MaxMessageBytes
 	return transport.Websocket{
 		Implementation: wsgorilla.Implementation{
-			CheckOrigin:  wsgorilla.OriginAllowList(cfg.AllowedOrigins),
-			WriteTimeout: cfg.WebsocketWriteTimeout,
+			CheckOrigin:      wsgorilla.OriginAllowList(cfg.AllowedOrigins),
+			WriteTimeout:     cfg.WebsocketWriteTimeout,
+			InitTimeout:      limits.InitTimeout,
+			MaxSubscriptions: limits.MaxSubscriptions,
+			IdleTimeout:      limits.IdleTimeout,
+			MaxLifetime:      limits.MaxLifetime,
 			OnAccept: func(r *http.Request, c transport.WebsocketConn) {
 				if h := wsConnFrom(r.Context()); h != nil {
 					h.mu.Lock()
@@ -80,8 +165,9 @@ func websocketTransport(cfg Config) transport.Websocket {
 				}
 			},
 		},
-		InitFunc:    websocketInit(cfg.Verifier, cfg.Heads, cfg.Logger),
-		InitTimeout: 10 * time.Second,
+		InitFunc: websocketInit(cfg.Verifier, cfg.Heads, cfg.Logger, limits.AuthTimeout),
+		// No InitTimeout here: gqlgen would close with 1002 (and spend a
+		// goroutine per connection on it); wsgorilla closes with 4408.
 		// graphql-transport-ws: ping, and drop a peer that misses two pongs.
 		PingPongInterval: cfg.WebsocketPing,
 		// Legacy graphql-ws has no pong; its keep-alive at least keeps
@@ -99,12 +185,17 @@ func websocketTransport(cfg Config) transport.Websocket {
 }
 
 // websocketInit authenticates a connection at connection_init. A token may
-// come as {"Authorization": "Bearer …"} or {"headers": {"Authorization":
-// "Bearer …"}} (as RxDB sends it), or with the upgrade request itself. A
-// bad token rejects the connection with 4403. A connection without one is
-// accepted, but may only run subscriptions whose `headers` argument carries
-// a valid token (see authenticateSubscriptions).
-func websocketInit(v *auth.Verifier, heads livesync.HeadReader, log *slog.Logger) transport.WebsocketInitFunc {
+// come as {"Authorization": "Bearer …"}, {"headers": {"Authorization":
+// "Bearer …"}} (as RxDB sends it), {"authToken": "…"} (Apollo's documented
+// connectionParams), bare or with "Bearer ", or with the upgrade request
+// itself. A bad or expired token rejects the connection with 4403
+// (graphql-ws then retries, with a fresh token if its connectionParams is a
+// function). A connection without any token is accepted, for clients that
+// send it in each subscription's `headers` argument instead (see
+// authenticateSubscriptions), but is closed with 4401 unless one of its
+// subscriptions authenticates within authTimeout; a subscription with no
+// token anywhere gets UNAUTHENTICATED at once.
+func websocketInit(v *auth.Verifier, heads livesync.HeadReader, log *slog.Logger, authTimeout time.Duration) transport.WebsocketInitFunc {
 	return func(ctx context.Context, payload transport.InitPayload) (context.Context, *transport.InitPayload, error) {
 		conn := wsConnFrom(ctx)
 		ctx = livesync.WithDisconnector(ctx, func(reason string) {
@@ -116,22 +207,39 @@ func websocketInit(v *auth.Verifier, heads livesync.HeadReader, log *slog.Logger
 		if header == "" {
 			// The upgrade request's identity, if it brought one, stays; its
 			// token expires like any other.
-			if id, ok := auth.FromContext(ctx); ok {
-				if err := stillValid(id); err != nil {
-					return reject(ctx), nil, err
-				}
-				closeAtExpiry(ctx, conn, id)
-				ctx = withStreamStart(ctx, heads, id, log)
+			id, ok := auth.FromContext(ctx)
+			if !ok {
+				conn.awaitAuthentication(authTimeout)
+				return ctx, nil, nil
 			}
-			return ctx, nil, nil
+			if err := stillValid(id); err != nil {
+				return reject(ctx), nil, err
+			}
+			if !conn.authenticated(id) {
+				return shed(ctx, conn)
+			}
+			closeAtExpiry(ctx, conn, id)
+			return withStreamStart(ctx, heads, id, log), nil, nil
 		}
 		id, err := verifyLive(v, header)
 		if err != nil {
 			return reject(ctx), nil, err
 		}
+		if !conn.authenticated(id) {
+			return shed(ctx, conn)
+		}
 		closeAtExpiry(ctx, conn, id)
 		return withStreamStart(auth.WithIdentity(ctx, id), heads, id, log), nil, nil
 	}
+}
+
+// shed refuses a connection_init of a user over MaxConnectionsPerSubject
+// with 1013 (try again later), which graphql-ws retries with its backoff,
+// and a retry hint in the reason.
+func shed(ctx context.Context, conn *wsConn) (context.Context, *transport.InitPayload, error) {
+	reason := conn.tooManyForSubject()
+	ctx = transport.AppendCloseReason(transport.WithWebsocketCloseCode(ctx, closeTryAgainLater), reason)
+	return ctx, nil, apperr.New(apperr.Unavailable, "%s", reason)
 }
 
 // withStreamStart records the tenant's heads as the connection (or
@@ -173,15 +281,43 @@ func stillValid(id auth.Identity) error {
 	return nil
 }
 
+// initAuthorization finds the token of a connection_init payload, as an
+// Authorization header value.
 func initAuthorization(p transport.InitPayload) string {
-	if a := p.Authorization(); a != "" {
+	if a := tokenIn(p); a != "" {
 		return a
 	}
 	if headers, ok := p["headers"].(map[string]any); ok {
-		for k, v := range headers {
-			if s, ok := v.(string); ok && strings.EqualFold(k, "Authorization") {
-				return s
+		return tokenIn(headers)
+	}
+	return ""
+}
+
+// tokenKeys are the names a token goes by in a connection_init payload or
+// a `headers` argument, matched without regard to case: the header's, and
+// authToken from Apollo's documentation of connectionParams.
+var tokenKeys = []string{"Authorization", "authToken"}
+
+// tokenIn returns the token among m's values as an Authorization header
+// value: a bare token (a JWT has no spaces) gets "Bearer " put in front.
+func tokenIn(m map[string]any) string {
+	for _, name := range tokenKeys {
+		for k, v := range m {
+			s, ok := v.(string)
+			if !ok || !strings.EqualFold(k, name) {
+				continue
 			}
+			if s == "" {
+				continue
+			}
+			// Blanks are not "no token": they fail verification.
+			if t := strings.TrimSpace(s); t != "" {
+				s = t
+			}
+			if !strings.Contains(s, " ") {
+				return "Bearer " + s
+			}
+			return s
 		}
 	}
 	return ""
@@ -198,8 +334,10 @@ func closeAtExpiry(ctx context.Context, conn *wsConn, id auth.Identity) {
 }
 
 // authenticateSubscriptions reads the `headers` argument of a subscription
-// and, when it carries an Authorization, authenticates the subscription
-// with it: a bad token gets UNAUTHENTICATED and no data.
+// and, when it carries a token, authenticates the subscription with it: a
+// bad token gets UNAUTHENTICATED and no data. A subscription with no token
+// anywhere (connection_init, upgrade request, `headers`) gets
+// UNAUTHENTICATED at once.
 func authenticateSubscriptions(v *auth.Verifier, heads livesync.HeadReader, log *slog.Logger) graphql.OperationMiddleware {
 	return func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 		oc := graphql.GetOperationContext(ctx)
@@ -208,19 +346,34 @@ func authenticateSubscriptions(v *auth.Verifier, heads livesync.HeadReader, log 
 		}
 		header := subscriptionAuthorization(oc)
 		if header == "" {
+			if _, ok := auth.FromContext(ctx); !ok {
+				return unauthenticated("no token: send one in connection_init or in the subscription's headers argument")
+			}
 			return next(ctx)
 		}
 		id, err := verifyLive(v, header)
 		if err != nil {
 			Logger(ctx, log).Debug("subscription token refused", "err", err)
+			return unauthenticated(err.Error())
+		}
+		conn := wsConnFrom(ctx)
+		if !conn.authenticated(id) {
+			conn.close(closeTryAgainLater, conn.tooManyForSubject())
 			return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{{
-				Message:    err.Error(),
-				Extensions: map[string]any{"code": string(apperr.Unauthenticated)},
+				Message:    "too many connections for this user",
+				Extensions: map[string]any{"code": string(apperr.Unavailable)},
 			}}})
 		}
-		closeAtExpiry(ctx, wsConnFrom(ctx), id)
+		closeAtExpiry(ctx, conn, id)
 		return next(withStreamStart(auth.WithIdentity(ctx, id), heads, id, log))
 	}
+}
+
+func unauthenticated(message string) graphql.ResponseHandler {
+	return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{{
+		Message:    message,
+		Extensions: map[string]any{"code": string(apperr.Unauthenticated)},
+	}}})
 }
 
 func subscriptionAuthorization(oc *graphql.OperationContext) string {
@@ -233,7 +386,7 @@ func subscriptionAuthorization(oc *graphql.OperationContext) string {
 		if !ok {
 			continue
 		}
-		if s, ok := headers["Authorization"].(string); ok && s != "" {
+		if s := tokenIn(headers); s != "" {
 			return s
 		}
 	}

@@ -93,6 +93,27 @@ type Implementation struct {
 	// negative value means no bound.
 	WriteTimeout time.Duration
 
+	// InitTimeout is how long a connection may take to send connection_init
+	// before it is closed with 4408 (CloseInitTimeout). gqlgen's own
+	// InitTimeout closes with 1002, so leave that one zero. 0 means
+	// DefaultInitTimeout, a negative value means no bound.
+	InitTimeout time.Duration
+
+	// MaxSubscriptions caps the subscriptions one connection runs at once;
+	// one more is answered with an error whose extensions.code is
+	// ErrorCodeTooManySubscriptions, and the others keep running. 0 means
+	// DefaultMaxSubscriptions, a negative value means no cap.
+	MaxSubscriptions int
+
+	// IdleTimeout closes (CloseIdle) a connection that runs no subscription
+	// and has sent nothing but pings and pongs for this long. 0: no timeout.
+	IdleTimeout time.Duration
+
+	// MaxLifetime closes (CloseLifetime) a connection after this long, less
+	// up to a fifth at random so that connections opened together do not
+	// reconnect together. 0: no limit.
+	MaxLifetime time.Duration
+
 	// OnAccept, if set, sees every accepted connection with its request,
 	// so the server can close it later with a code of its own choosing
 	// (gqlgen itself only closes with 1000 when a connection's context ends).
@@ -135,6 +156,7 @@ func (i Implementation) Accept(w http.ResponseWriter, r *http.Request, opts tran
 	}
 
 	c := &conn{ws: ws, writeTimeout: writeTimeout}
+	c.guard = newGuard(c, i.guardLimits())
 	// gqlgen keeps a connection only while its handler runs, and on a few
 	// paths (a connection_init whose payload is not an object) returns
 	// without closing it. The request context ends when the handler returns,
@@ -170,6 +192,7 @@ type conn struct {
 	writeMu      sync.Mutex
 	closed       atomic.Bool
 	stopWatch    func() bool
+	guard        *guard
 }
 
 var (
@@ -185,19 +208,32 @@ var (
 // *websocket.CloseError, a missed read deadline as a net.Error with
 // Timeout() true, an oversized message as websocket.ErrReadLimit (gorilla
 // has then already sent close 1009 to the peer).
+//
+// Each message is read whole and checked against the protocol limits
+// (see guard) before gqlgen sees it. A message that breaks one closes the
+// connection with its own code, and NextReader then reports
+// transport.ErrWebsocketClosed.
 func (c *conn) NextReader() (int, io.Reader, error) {
+	return c.readGuarded()
+}
+
+func (c *conn) nextRawReader() (int, io.Reader, error) {
 	messageType, r, err := c.ws.NextReader()
 	if err != nil {
-		if websocket.IsCloseError(err,
-			websocket.CloseNormalClosure,
-			websocket.CloseGoingAway,
-			websocket.CloseNoStatusReceived,
-		) {
-			return messageType, nil, transport.ErrWebsocketClosed
-		}
-		return messageType, nil, err
+		return messageType, nil, c.readError(err)
 	}
 	return messageType, r, nil
+}
+
+func (c *conn) readError(err error) error {
+	if websocket.IsCloseError(err,
+		websocket.CloseNormalClosure,
+		websocket.CloseGoingAway,
+		websocket.CloseNoStatusReceived,
+	) {
+		return transport.ErrWebsocketClosed
+	}
+	return err
 }
 
 // WriteJSON sends v as one text message within the write timeout. Once the
@@ -207,6 +243,11 @@ func (c *conn) NextReader() (int, io.Reader, error) {
 // gorilla's writer unusable, so the socket is closed, which also ends
 // gqlgen's read loop and with it the connection.
 func (c *conn) WriteJSON(v any) error {
+	c.guard.outgoing(messageTypeAndID(v))
+	return c.write(v)
+}
+
+func (c *conn) write(v any) error {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -236,7 +277,13 @@ func (c *conn) WriteJSON(v any) error {
 // the whole frame). A close frame already sent, by gqlgen or by gorilla
 // itself (1009 for an oversized message, the echo of a peer's close), is not
 // an error: the peer has its close code.
+//
+// gqlgen's own init timeout (transport.Websocket.InitTimeout) closes with
+// 1002; it is sent as 4408, the code graphql-transport-ws gives it.
 func (c *conn) WriteClose(closeCode int, message string) error {
+	if closeCode == transport.WebsocketCloseProtocolError && message == "connection initialisation timeout" {
+		closeCode, message = CloseInitTimeout, "Connection initialisation timeout"
+	}
 	payload := websocket.FormatCloseMessage(closeCode, closeReason(message))
 	err := c.ws.WriteControl(websocket.CloseMessage, payload, c.deadline())
 	if errors.Is(err, websocket.ErrCloseSent) {
@@ -250,6 +297,7 @@ func (c *conn) WriteClose(closeCode int, message string) error {
 func (c *conn) Close() error {
 	c.closed.Store(true)
 	c.stopWatch()
+	c.guard.stop()
 	if err := c.ws.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 		return err
 	}
@@ -273,6 +321,16 @@ func (c *conn) deadline() time.Time {
 		return time.Time{}
 	}
 	return time.Now().Add(c.writeTimeout)
+}
+
+// closeWith closes the connection with a code and reason of the guard's;
+// gqlgen's read loop then ends with the socket.
+func (c *conn) closeWith(code int, reason string) {
+	if c.closed.Load() {
+		return
+	}
+	_ = c.WriteClose(code, reason)
+	_ = c.Close()
 }
 
 // closeAbandoned closes a connection gqlgen left open when its handler

@@ -119,6 +119,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			DevTokens:       m.devTokens(secret),
 			AllowedOrigins:  m.Config.Origins(),
 			MaxBodyBytes:    m.Config.MaxBodyBytes,
+			WebsocketLimits: m.Config.WebsocketLimits,
 		},
 	})
 	if err != nil {

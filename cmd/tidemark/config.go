@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/auth"
+	"github.com/tidemark/tidemark/server"
 	"github.com/tidemark/tidemark/tombstones"
 	"github.com/tidemark/tidemark/wiring"
 )
@@ -55,6 +56,8 @@ type Config struct {
 	// kept for offline devices; TombstonePurgeInterval how often they are purged.
 	TombstoneRetention     time.Duration
 	TombstonePurgeInterval time.Duration
+	// WebsocketLimits: TIDEMARK_WS_* (websocket_config.go).
+	WebsocketLimits server.WebsocketLimits
 }
 
 // minSecretLen is the shortest JWT secret accepted: HS256 wants at least
@@ -284,6 +287,7 @@ func bindConfig(fs *flag.FlagSet, c *Config) error {
 	fs.DurationVar(&c.TombstoneRetention, "tombstone-retention", errs.duration("TIDEMARK_TOMBSTONE_RETENTION", defaults.TombstoneRetention), "how long deleted documents and removals are kept for offline devices (TIDEMARK_TOMBSTONE_RETENTION)")
 	fs.DurationVar(&c.TombstonePurgeInterval, "tombstone-purge-interval", errs.duration("TIDEMARK_TOMBSTONE_PURGE_INTERVAL", defaults.TombstonePurgeInterval), "how often tombstones older than the retention are purged (TIDEMARK_TOMBSTONE_PURGE_INTERVAL)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", env("TIDEMARK_DEBUG_ADDR", ""), "if set, serve Go's /debug/pprof profiles on this separate address, e.g. 127.0.0.1:6060 (TIDEMARK_DEBUG_ADDR)")
+	bindWebsocketLimits(fs, &c.WebsocketLimits, &errs)
 	return errors.Join(errs...)
 }
 
