@@ -252,8 +252,9 @@ func syncRootFields(oc *graphql.OperationContext, schema *ast.Schema, syncFields
 
 // cappedValidationRules returns gqlgen's default validation rules, each
 // reporting through one counter per document, so that a document makes at
-// most maxErrors validation errors however many conflicts it holds: the
-// rest are dropped before their messages are even formatted. Without
+// most maxErrors validation errors however many conflicts it holds (the
+// last says so): the rest are dropped before their messages are even
+// formatted. Without
 // suggestions, the rules that suggest field names are swapped for their
 // silent variants and "Did you mean …" is cut from the rest (enum values),
 // so a schema with introspection off does not leak through its errors.
@@ -273,13 +274,13 @@ func cappedValidationRules(maxErrors int, suggestions bool) func() *rules.Rules 
 				rule(observers, func(options ...core.ErrorOption) {
 					reported++
 					switch {
-					case reported <= maxErrors:
+					case reported < maxErrors:
 						if !suggestions {
 							options = append(options, withoutSuggestion)
 						}
 						addError(options...)
-					case reported == maxErrors+1:
-						addError(core.Message("too many validation errors; only the first %d are reported", maxErrors))
+					case reported == maxErrors:
+						addError(core.Message("too many validation errors; only the first %d are reported", maxErrors-1))
 					}
 				})
 			})
