@@ -64,12 +64,13 @@ const MaxChildren = 50_000
 
 // Loaders are the batching loaders of one response.
 type Loaders struct {
-	tenantID string
-	sources  Sources
-	byID     map[*collections.Collection]*dataloadgen.Loader[string, collections.Document]
-	children map[childKey]*dataloadgen.Loader[string, []collections.Document]
-	pages    map[*collections.Collection]*dataloadgen.Loader[GroupPageKey, []collections.Document]
-	counts   map[*collections.Collection]*dataloadgen.Loader[GroupPageKey, int64]
+	tenantID    string
+	sources     Sources
+	maxChildren int // MaxChildren; lowered by tests
+	byID        map[*collections.Collection]*dataloadgen.Loader[string, collections.Document]
+	children    map[childKey]*dataloadgen.Loader[string, []collections.Document]
+	pages       map[*collections.Collection]*dataloadgen.Loader[GroupPageKey, []collections.Document]
+	counts      map[*collections.Collection]*dataloadgen.Loader[GroupPageKey, int64]
 
 	mu      sync.Mutex
 	queries map[string]readapi.ListQuery // GroupPage queries by their key text
@@ -85,13 +86,14 @@ type childKey struct {
 // New returns fresh loaders for one response of the tenant's caller.
 func New(sources Sources, tenantID string) *Loaders {
 	l := &Loaders{
-		tenantID: tenantID,
-		sources:  sources,
-		byID:     map[*collections.Collection]*dataloadgen.Loader[string, collections.Document]{},
-		children: map[childKey]*dataloadgen.Loader[string, []collections.Document]{},
-		pages:    map[*collections.Collection]*dataloadgen.Loader[GroupPageKey, []collections.Document]{},
-		counts:   map[*collections.Collection]*dataloadgen.Loader[GroupPageKey, int64]{},
-		queries:  map[string]readapi.ListQuery{},
+		tenantID:    tenantID,
+		sources:     sources,
+		maxChildren: MaxChildren,
+		byID:        map[*collections.Collection]*dataloadgen.Loader[string, collections.Document]{},
+		children:    map[childKey]*dataloadgen.Loader[string, []collections.Document]{},
+		pages:       map[*collections.Collection]*dataloadgen.Loader[GroupPageKey, []collections.Document]{},
+		counts:      map[*collections.Collection]*dataloadgen.Loader[GroupPageKey, int64]{},
+		queries:     map[string]readapi.ListQuery{},
 	}
 	for _, c := range collections.All() {
 		l.byID[c] = dataloadgen.NewMappedLoader(l.fetchByID(c), dataloadgen.WithWait(wait))
@@ -159,13 +161,13 @@ func (l *Loaders) fetchChildren(k childKey) func(context.Context, []string) (map
 		docs, err := l.sources.Lists.ListDocuments(ctx, l.tenantID, k.c, readapi.ListQuery{
 			Filters: []readapi.Filter{{Field: k.field, Op: readapi.OpIn, Value: parentIDs}},
 			OrderBy: k.orderBy,
-			Limit:   MaxChildren + 1,
+			Limit:   l.maxChildren + 1,
 		})
 		if err != nil {
 			return nil, err
 		}
-		if len(docs) > MaxChildren {
-			return nil, apperr.New(apperr.BadUserInput, "the %d parents of this page hold more than %d %s together, more than one response's nested lists may hold; ask for fewer parents (first)", len(parentIDs), MaxChildren, k.c.Name)
+		if len(docs) > l.maxChildren {
+			return nil, apperr.New(apperr.BadUserInput, "the %d parents of this page hold more than %d %s together, more than one response's nested lists may hold; ask for fewer parents (first)", len(parentIDs), l.maxChildren, k.c.Name)
 		}
 		out := make(map[string][]collections.Document, len(parentIDs))
 		for _, d := range docs {
