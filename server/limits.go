@@ -47,6 +47,8 @@ var registerLimitCodes sync.Once
 
 // Defaults of the per-request limits and rate limits (Config).
 const (
+	DefaultMaxDepth         = 15
+	DefaultComplexityLimit  = 20_000
 	DefaultMaxTokens        = 10_000
 	DefaultMaxFields        = 1_000
 	DefaultMaxAliases       = 30

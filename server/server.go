@@ -135,12 +135,8 @@ func (c Config) withDefaults() Config {
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 16 << 20
 	}
-	if c.MaxDepth == 0 {
-		c.MaxDepth = 15
-	}
-	if c.ComplexityLimit == 0 {
-		c.ComplexityLimit = 20_000
-	}
+	fillDefault(&c.MaxDepth, DefaultMaxDepth)
+	fillDefault(&c.ComplexityLimit, DefaultComplexityLimit)
 	if c.QueryCacheBytes == 0 {
 		c.QueryCacheBytes = 32 << 20
 	}

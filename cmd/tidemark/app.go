@@ -112,7 +112,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 		TombstoneRetention:     m.Config.TombstoneRetention,
 		TombstonePurgeInterval: m.Config.TombstonePurgeInterval,
-		Server: server.Config{
+		Server: m.Config.RequestLimits.into(server.Config{
 			Introspection:   m.Config.IntrospectionEnabled(),
 			PlaygroundToken: m.DevToken,
 			Demo:            m.Config.DemoEnabled(),
@@ -120,7 +120,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			AllowedOrigins:  m.Config.Origins(),
 			MaxBodyBytes:    m.Config.MaxBodyBytes,
 			WebsocketLimits: m.Config.WebsocketLimits,
-		},
+		}),
 	})
 	if err != nil {
 		return err

@@ -41,7 +41,7 @@ type Config struct {
 	LogLevel        string
 	LogFormat       string
 	Introspection   string // "auto" (on in dev mode), "true" or "false"
-	Demo            string
+	Demo            string // the demo app at /demo: "auto" (on in dev mode), "on" or "off" (demo.go)
 	AllowedOrigins  string // comma-separated; "*" allows any origin
 	DBMaxConns      int
 	MaxBodyBytes    int64
@@ -58,6 +58,9 @@ type Config struct {
 	TombstonePurgeInterval time.Duration
 	// WebsocketLimits: TIDEMARK_WS_* (websocket_config.go).
 	WebsocketLimits server.WebsocketLimits
+	// RequestLimits: TIDEMARK_MAX_*, TIDEMARK_RATE_*, TIDEMARK_PUSHES_IN_FLIGHT
+	// and TIDEMARK_TRUSTED_PROXIES (limits_config.go).
+	RequestLimits RequestLimits
 }
 
 // minSecretLen is the shortest JWT secret accepted: HS256 wants at least
@@ -88,6 +91,7 @@ var defaults = Config{
 
 	TombstoneRetention:     tombstones.DefaultRetention,
 	TombstonePurgeInterval: tombstones.DefaultInterval,
+	RequestLimits:          defaultRequestLimits,
 
 	JWTTenantClaim:         auth.DefaultTenantClaim,
 	JWTUserClaim:           auth.DefaultUserClaim,
@@ -111,6 +115,7 @@ func (c Config) withDefaults() Config {
 	fill(&c.CacheTTL, defaults.CacheTTL)
 	fill(&c.TombstoneRetention, defaults.TombstoneRetention)
 	fill(&c.TombstonePurgeInterval, defaults.TombstonePurgeInterval)
+	c.RequestLimits = c.RequestLimits.withDefaults()
 	fill(&c.JWTTenantClaim, defaults.JWTTenantClaim)
 	fill(&c.JWTUserClaim, defaults.JWTUserClaim)
 	fill(&c.JWTRoleClaim, defaults.JWTRoleClaim)
@@ -152,6 +157,9 @@ func (c Config) validate() error {
 	}
 	if c.TombstonePurgeInterval < time.Second {
 		errs = append(errs, fmt.Errorf("TIDEMARK_TOMBSTONE_PURGE_INTERVAL must be at least 1s (got %s)", c.TombstonePurgeInterval))
+	}
+	if err := c.RequestLimits.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("TIDEMARK_SHUTDOWN_TIMEOUT must not be negative"))
@@ -288,6 +296,7 @@ func bindConfig(fs *flag.FlagSet, c *Config) error {
 	fs.DurationVar(&c.TombstonePurgeInterval, "tombstone-purge-interval", errs.duration("TIDEMARK_TOMBSTONE_PURGE_INTERVAL", defaults.TombstonePurgeInterval), "how often tombstones older than the retention are purged (TIDEMARK_TOMBSTONE_PURGE_INTERVAL)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", env("TIDEMARK_DEBUG_ADDR", ""), "if set, serve Go's /debug/pprof profiles on this separate address, e.g. 127.0.0.1:6060 (TIDEMARK_DEBUG_ADDR)")
 	bindWebsocketLimits(fs, &c.WebsocketLimits, &errs)
+	bindRequestLimits(fs, &c.RequestLimits, &errs)
 	return errors.Join(errs...)
 }
 
