@@ -51,7 +51,7 @@ func TestClientGuides(t *testing.T) {
 	for _, f := range files {
 		name, _ := filepath.Rel(dir, f)
 		t.Run(strings.TrimSuffix(filepath.Base(name), ".test.mjs"), func(t *testing.T) {
-			runNodeTests(t, dir, name, append(os.Environ(),
+			runGuideTests(t, dir, name, append(os.Environ(),
 				"TIDEMARK_URL="+base+"/graphql",
 				"TIDEMARK_WS_URL="+"ws"+strings.TrimPrefix(base, "http")+"/graphql",
 				"TIDEMARK_TOKENS="+string(tokensJSON),
@@ -60,8 +60,8 @@ func TestClientGuides(t *testing.T) {
 	}
 }
 
-// runNodeTests runs one file of Node tests in dir, its output in the test log.
-func runNodeTests(t *testing.T, dir, file string, env []string) {
+// runGuideTests runs one file of Node tests in dir, its output in the test log.
+func runGuideTests(t *testing.T, dir, file string, env []string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
