@@ -282,7 +282,7 @@ func bindConfig(fs *flag.FlagSet, c *Config) error {
 	fs.StringVar(&c.LogLevel, "log-level", env("TIDEMARK_LOG_LEVEL", defaults.LogLevel), "debug, info, warn or error (TIDEMARK_LOG_LEVEL)")
 	fs.StringVar(&c.LogFormat, "log-format", env("TIDEMARK_LOG_FORMAT", defaults.LogFormat), "text or json (TIDEMARK_LOG_FORMAT)")
 	fs.StringVar(&c.Introspection, "introspection", env("TIDEMARK_INTROSPECTION", defaults.Introspection), "auto (on in dev mode), true or false (TIDEMARK_INTROSPECTION)")
-	fs.StringVar(&c.Demo, "demo", env("TIDEMARK_DEMO", "auto"), "serve the demo app at /demo: auto (on in dev mode only), on or off (TIDEMARK_DEMO)")
+	fs.StringVar(&c.Demo, "demo", env("TIDEMARK_DEMO", ""), "serve the demo app at /demo: on, off, or auto (empty: on in dev mode only) (TIDEMARK_DEMO)")
 	fs.StringVar(&c.AllowedOrigins, "allowed-origins", env("TIDEMARK_ALLOWED_ORIGINS", ""), "comma-separated browser origins allowed to call the API; dev mode allows any (TIDEMARK_ALLOWED_ORIGINS)")
 	fs.IntVar(&c.DBMaxConns, "db-max-conns", errs.int("TIDEMARK_DB_MAX_CONNS", defaults.DBMaxConns), "database pool size (TIDEMARK_DB_MAX_CONNS)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", errs.int64("TIDEMARK_MAX_BODY_BYTES", defaults.MaxBodyBytes), "largest request body accepted (TIDEMARK_MAX_BODY_BYTES)")
