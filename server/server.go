@@ -245,7 +245,7 @@ func New(cfg Config) (http.Handler, error) {
 	// 401 before the body is read), the rate limit by caller, the body
 	// limit, GraphQL.
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", negotiatedErrors(limits.byAddressMiddleware(withWebsocketSlot(cfg.WebsocketLimits,
+	mux.Handle("/graphql", negotiatedErrors(limits.byAddressMiddleware(withWebsocketSlot(cfg,
 		cfg.Verifier.Middleware(limits.byIdentityMiddleware(limitBody(cfg.MaxBodyBytes, gql)), auth.MiddlewareOptions{})))))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

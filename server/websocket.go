@@ -65,15 +65,18 @@ func (h *wsConn) close(code int, reason string) {
 // which wsgorilla fills on accept, after counting it against the total and
 // per-address caps and the accept rate: an upgrade over them is refused
 // before any websocket work, with 429 or 503 and a jittered Retry-After.
-// The slot is freed when the connection's handler returns.
-func withWebsocketSlot(limits WebsocketLimits, next http.Handler) http.Handler {
-	counts := newConnectionCounts(limits)
+// The slot is freed when the connection's handler returns. The client
+// address is the one the request rate limits use (behind a trusted proxy,
+// from X-Forwarded-For; IPv6 by /64), so a proxy does not count as one
+// client with everyone's connections.
+func withWebsocketSlot(cfg Config, next http.Handler) http.Handler {
+	counts := newConnectionCounts(cfg.WebsocketLimits)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !websocket.IsWebSocketUpgrade(r) {
 			next.ServeHTTP(w, r)
 			return
 		}
-		slot := &wsConn{counts: counts, address: clientAddress(r)}
+		slot := &wsConn{counts: counts, address: addressKey(clientAddressBehind(r, cfg.TrustedProxies))}
 		if ref := counts.admit(slot.address); ref != nil {
 			writeShed(w, ref, counts.retryAfter())
 			return

@@ -3,7 +3,6 @@ package server
 import (
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -11,6 +10,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/tidemark/tidemark/apperr"
 	"github.com/tidemark/tidemark/auth"
 	"github.com/tidemark/tidemark/wsgorilla"
 )
@@ -205,14 +205,6 @@ func (c *connectionCounts) retryAfter() int {
 
 func subjectKey(id auth.Identity) string { return id.TenantID + "\x00" + id.UserID }
 
-func clientAddress(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
 // writeShed answers an upgrade refused for load: a GraphQL error with
 // extensions.code RATE_LIMITED and a jittered Retry-After. A browser's
 // WebSocket sees neither (only a failed connection, which graphql-ws retries
@@ -221,6 +213,6 @@ func writeShed(w http.ResponseWriter, ref *refusal, retryAfter int) {
 	w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
 	writeJSON(w, ref.status, map[string]any{"errors": []map[string]any{{
 		"message":    ref.reason + "; retry after " + strconv.Itoa(retryAfter) + "s",
-		"extensions": map[string]any{"code": "RATE_LIMITED", "retryAfter": retryAfter},
+		"extensions": map[string]any{"code": string(apperr.RateLimited), "retryAfter": retryAfter},
 	}}})
 }

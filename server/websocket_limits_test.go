@@ -34,10 +34,16 @@ const (
 // closeWait bounds the wait for a close that must come.
 const closeWait = 5 * time.Second
 
-// serveWithLimits starts a server with the websocket limits given.
+// serveWithLimits starts a server with the websocket limits given, and
+// without the request rate limits (upgrades count for them too): these
+// tests open connections faster than a client would.
 func serveWithLimits(t *testing.T, limits server.WebsocketLimits) string {
 	t.Helper()
-	env := testenv.New(t, testenv.Options{Server: server.Config{WebsocketLimits: limits}})
+	env := testenv.New(t, testenv.Options{Server: server.Config{
+		WebsocketLimits: limits,
+		AddressRate:     -1,
+		IdentityRate:    -1,
+	}})
 	return env.Serve(t)
 }
 
