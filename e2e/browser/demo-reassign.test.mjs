@@ -44,3 +44,18 @@ test("a reassignment moves a work order from one technician's screen to the othe
   await ana.context.close();
   await ben.context.close();
 });
+
+test("switching identity on a device shows that identity's set", async () => {
+  const device = await openDevice(browser, 'tech-ana', { name: 'shared tablet' });
+  await device.order('wo-ana-1').waitFor();
+  await device.page.getByTestId('identity').selectOption('tech-ben');
+  await device.page.waitForSelector('body[data-ready="true"][data-stream="live"]');
+  await device.order('wo-ben-1').waitFor();
+  await device.order('wo-ana-3').waitFor(); // reassigned to Ben by the test above
+  assert.equal(await device.order('wo-ana-1').count(), 0, "Ana's work orders are not Ben's");
+  await device.page.getByTestId('identity').selectOption('dispatch-dana');
+  await device.order('wo-open-1').waitFor(); // the dispatcher sees the unassigned one too
+  await device.order('wo-ana-1').waitFor();
+  assert.equal(await device.page.locator('[data-testid="work-order"]').count(), 6);
+  await device.context.close();
+});
