@@ -68,7 +68,6 @@ test('the Playground loads offline with its schema, runs a query and streams a p
   assert.ok(posts.length >= 1, 'the page fetched the schema');
   assert.match(posts[0].body.query, /__schema/, 'the first request is the introspection');
   assert.equal(posts[0].headers.authorization, devAuthorization, 'the introspection carries the token');
-  await screenshot(page, 'playground');
 
   // The example document has a pull, a push and a stream.
   const editor = async (selector, fn, arg) =>
@@ -97,6 +96,7 @@ test('the Playground loads offline with its schema, runs a query and streams a p
     return cm && cm.getValue().includes('"checkpoint"');
   });
   assert.match(await result(), /"pullWorkOrders"/);
+  await screenshot(page, 'playground');
 
   // Paste a token into the Headers editor (first emptied, as a user with
   // their own token does), then at once start the stream.
