@@ -112,6 +112,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 		TombstoneRetention:     m.Config.TombstoneRetention,
 		TombstonePurgeInterval: m.Config.TombstonePurgeInterval,
+		PushLimits:             m.Config.PushLimits,
 		Server: m.Config.RequestLimits.into(server.Config{
 			Introspection:   m.Config.IntrospectionEnabled(),
 			PlaygroundToken: m.DevToken,

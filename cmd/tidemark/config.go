@@ -14,6 +14,7 @@ import (
 
 	"github.com/tidemark/tidemark/auth"
 	"github.com/tidemark/tidemark/server"
+	"github.com/tidemark/tidemark/syncengine"
 	"github.com/tidemark/tidemark/tombstones"
 	"github.com/tidemark/tidemark/wiring"
 )
@@ -61,6 +62,8 @@ type Config struct {
 	// RequestLimits: TIDEMARK_MAX_*, TIDEMARK_RATE_*, TIDEMARK_PUSHES_IN_FLIGHT
 	// and TIDEMARK_TRUSTED_PROXIES (limits_config.go).
 	RequestLimits RequestLimits
+	// PushLimits: TIDEMARK_MAX_ROW_BYTES, TIDEMARK_MAX_PUSH_BYTES (push_config.go).
+	PushLimits syncengine.PushLimits
 }
 
 // minSecretLen is the shortest JWT secret accepted: HS256 wants at least
@@ -92,6 +95,7 @@ var defaults = Config{
 	TombstoneRetention:     tombstones.DefaultRetention,
 	TombstonePurgeInterval: tombstones.DefaultInterval,
 	RequestLimits:          defaultRequestLimits,
+	PushLimits:             defaultPushLimits,
 
 	JWTTenantClaim:         auth.DefaultTenantClaim,
 	JWTUserClaim:           auth.DefaultUserClaim,
@@ -116,6 +120,8 @@ func (c Config) withDefaults() Config {
 	fill(&c.TombstoneRetention, defaults.TombstoneRetention)
 	fill(&c.TombstonePurgeInterval, defaults.TombstonePurgeInterval)
 	c.RequestLimits = c.RequestLimits.withDefaults()
+	fill(&c.PushLimits.MaxRowBytes, defaults.PushLimits.MaxRowBytes)
+	fill(&c.PushLimits.MaxPushBytes, defaults.PushLimits.MaxPushBytes)
 	fill(&c.JWTTenantClaim, defaults.JWTTenantClaim)
 	fill(&c.JWTUserClaim, defaults.JWTUserClaim)
 	fill(&c.JWTRoleClaim, defaults.JWTRoleClaim)
@@ -140,6 +146,7 @@ func (c Config) validate() error {
 	}
 	errs = append(errs, c.validateIdentityProvider()...)
 	errs = append(errs, c.validateDemo()...)
+	errs = append(errs, validatePushLimits(c.PushLimits)...)
 	if c.DBMaxConns < 1 || c.DBMaxConns > 10_000 {
 		errs = append(errs, fmt.Errorf("TIDEMARK_DB_MAX_CONNS must be between 1 and 10000 (got %d)", c.DBMaxConns))
 	}
@@ -297,6 +304,7 @@ func bindConfig(fs *flag.FlagSet, c *Config) error {
 	fs.StringVar(&c.DebugAddr, "debug-addr", env("TIDEMARK_DEBUG_ADDR", ""), "if set, serve Go's /debug/pprof profiles on this separate address, e.g. 127.0.0.1:6060 (TIDEMARK_DEBUG_ADDR)")
 	bindWebsocketLimits(fs, &c.WebsocketLimits, &errs)
 	bindRequestLimits(fs, &c.RequestLimits, &errs)
+	bindPushLimits(fs, &c.PushLimits, &errs)
 	return errors.Join(errs...)
 }
 
