@@ -31,7 +31,7 @@ func TestClientGuides(t *testing.T) {
 	env := testenv.New(t, testenv.Options{})
 	base := env.Serve(t)
 	dir := "clients"
-	npmCIIn(t, dir)
+	installNodeModulesIn(t, dir)
 
 	// A tenant per test, so that no test's stream or pull sees another's push.
 	tokens := map[string]string{}
@@ -122,30 +122,4 @@ func TestClientGuideQuotesTheTestedCode(t *testing.T) {
 	if n := bytes.Count(doc, []byte("<!-- quote:")); n != len(guideQuote.FindAll(doc, -1)) {
 		t.Errorf("docs/clients.md has %d quote markers, of which %d are well formed", n, len(guideQuote.FindAll(doc, -1)))
 	}
-}
-
-// npmCIIn runs `npm ci` in dir when its node_modules is missing or older
-// than its package-lock.json.
-func npmCIIn(t *testing.T, dir string) {
-	t.Helper()
-	lock, err := os.Stat(filepath.Join(dir, "package-lock.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// npm writes node_modules/.package-lock.json on every install.
-	installed, err := os.Stat(filepath.Join(dir, "node_modules", ".package-lock.json"))
-	if err == nil && !installed.ModTime().Before(lock.ModTime()) {
-		return
-	}
-	start := time.Now()
-	cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund")
-	cmd.Dir = dir
-	out := &lineLogger{t: t, prefix: "npm: "}
-	cmd.Stdout, cmd.Stderr = out, out
-	err = cmd.Run()
-	out.Flush()
-	if err != nil {
-		t.Fatalf("npm ci in %s: %v", dir, err)
-	}
-	t.Logf("npm ci in %s took %s", dir, time.Since(start).Round(time.Millisecond))
 }
