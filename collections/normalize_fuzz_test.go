@@ -73,7 +73,7 @@ func FuzzNormalize(f *testing.F) {
 	f.Add(uint8(1), "Infinity", 1.5, int64(1), int64(0), int32(3600))
 	f.Add(uint8(2), "9999-12-31T23:59:59-14:00", 0.0, int64(253402300799), int64(0), int32(-14*3600))
 	f.Add(uint8(3), "0001-01-01T00:00:00+14:00", 0.0, int64(-62135596800), int64(999), int32(14*3600))
-	f.Add(uint8(4), "a\x00b", -0.0, int64(math.MaxInt64), int64(1e9-1), int32(0))
+	f.Add(uint8(4), "a\x00b", math.Copysign(0, -1), int64(math.MaxInt64), int64(1e9-1), int32(0))
 	f.Add(uint8(5), "\xff", math.Inf(1), int64(math.MinInt64), int64(-1), int32(0))
 	f.Add(uint8(6), "OPEN", 51.5, int64(7), int64(123456789), int32(19800))
 	f.Add(uint8(7), "2024-05-01T14:30:00.1234567+02:00", 0.0, int64(0), int64(0), int32(0))
