@@ -1,17 +1,13 @@
 package wsgorilla
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/99designs/gqlgen/graphql/handler/transport"
 )
 
 // Close codes of the GraphQL over websocket protocol (graphql-transport-ws,
@@ -255,27 +251,6 @@ type wireMessage struct {
 	ID      string          `json:"id,omitempty"`
 	Type    string          `json:"type"`
 	Payload json.RawMessage `json:"payload,omitempty"`
-}
-
-// readGuarded reads the next data message whole, lets the guard judge it and
-// hands it to gqlgen unless the guard answered it itself.
-func (c *conn) readGuarded() (int, io.Reader, error) {
-	for {
-		messageType, r, err := c.nextRawReader()
-		if err != nil {
-			return messageType, nil, err
-		}
-		data, err := io.ReadAll(r)
-		if err != nil {
-			return messageType, nil, c.readError(err)
-		}
-		switch c.guard.incoming(data) {
-		case pass:
-			return messageType, bytes.NewReader(data), nil
-		case closed:
-			return messageType, nil, transport.ErrWebsocketClosed
-		}
-	}
 }
 
 // messageTypeAndID reads the Type and ID fields of gqlgen's outgoing message

@@ -20,6 +20,7 @@
 package wsgorilla
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -213,16 +214,27 @@ var (
 // (see guard) before gqlgen sees it. A message that breaks one closes the
 // connection with its own code, and NextReader then reports
 // transport.ErrWebsocketClosed.
+//
+// The loop sits here rather than in a helper: a connection spends its life
+// blocked in this call, and every frame above the read adds to the stack
+// each idle connection keeps.
 func (c *conn) NextReader() (int, io.Reader, error) {
-	return c.readGuarded()
-}
-
-func (c *conn) nextRawReader() (int, io.Reader, error) {
-	messageType, r, err := c.ws.NextReader()
-	if err != nil {
-		return messageType, nil, c.readError(err)
+	for {
+		messageType, r, err := c.ws.NextReader()
+		if err != nil {
+			return messageType, nil, c.readError(err)
+		}
+		data, err := io.ReadAll(r)
+		if err != nil {
+			return messageType, nil, c.readError(err)
+		}
+		switch c.guard.incoming(data) {
+		case pass:
+			return messageType, bytes.NewReader(data), nil
+		case closed:
+			return messageType, nil, transport.ErrWebsocketClosed
+		}
 	}
-	return messageType, r, nil
 }
 
 func (c *conn) readError(err error) error {
