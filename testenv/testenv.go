@@ -38,7 +38,7 @@ type Env struct {
 }
 
 // Options adjust the environment; the zero value is the program's default
-// but for PollInterval.
+// but for PollInterval and the rate limits (off unless set; see New).
 type Options struct {
 	Pool         db.PoolConfig
 	Server       server.Config // Schema, Verifier, Ready, Heads and ResponseContext are filled in
@@ -56,6 +56,17 @@ type Options struct {
 // New returns an environment on a fresh database.
 func New(tb testing.TB, opts Options) *Env {
 	tb.Helper()
+	// The request rate limits and the pushes-in-flight limit are off unless
+	// a test sets them: tests send bursts from one address and one user
+	// that no device sends (server/limits_test.go tests the limits).
+	for _, off := range []*float64{&opts.Server.AddressRate, &opts.Server.IdentityRate} {
+		if *off == 0 {
+			*off = -1
+		}
+	}
+	if opts.Server.PushesInFlight == 0 {
+		opts.Server.PushesInFlight = -1
+	}
 	d := opts.DB
 	if d == nil {
 		d = dbtest.Open(tb, opts.Pool)
