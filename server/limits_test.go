@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/tidemark/tidemark/server"
 	"github.com/tidemark/tidemark/testenv"
 )
@@ -257,6 +259,13 @@ func TestSubscriptionOverPlainHTTPIsRefused(t *testing.T) {
 		req.Header.Set("Authorization", "Bearer "+token)
 		refusal(t, do(t, req), http.StatusBadRequest, "BAD_REQUEST")
 	})
+	t.Run("a query over GET runs", func(t *testing.T) {
+		req, _ := http.NewRequest(http.MethodGet, url+"/graphql?query="+strings.ReplaceAll(`{ viewer { userId } }`, " ", "+"), nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		if r := do(t, req); r.Status != http.StatusOK || string(r.GQL.Data) != `{"viewer":{"userId":"u1"}}` {
+			t.Errorf("status %d, body %s", r.Status, r.Body)
+		}
+	})
 	t.Run("a mutation over GET", func(t *testing.T) {
 		req, _ := http.NewRequest(http.MethodGet, url+"/graphql?query="+strings.ReplaceAll(`mutation { pushSites(rows: []) { id } }`, " ", "+"), nil)
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -311,6 +320,16 @@ func TestRateLimitByClientAddress(t *testing.T) {
 	}
 	// The address limit comes before authentication: no token, still 429.
 	refusal(t, post(t, url, "", `{ viewer { userId } }`, nil), http.StatusTooManyRequests, "RATE_LIMITED")
+	// A websocket upgrade is an HTTP request like any other.
+	dialer := websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}}
+	conn, resp, err := dialer.Dial("ws"+strings.TrimPrefix(url, "http")+"/graphql", nil)
+	if err == nil {
+		conn.Close()
+		t.Fatal("websocket upgrade over the address limit accepted")
+	}
+	if resp == nil || resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("websocket upgrade over the limit: %v, want 429 with Retry-After", resp)
+	}
 	clock.Advance(time.Duration(retry) * time.Second)
 	if r := post(t, url, token, `{ viewer { userId } }`, nil); r.Status != http.StatusOK {
 		t.Fatalf("after Retry-After: status %d, body %s", r.Status, r.Body)
