@@ -102,6 +102,15 @@ func TestVerify(t *testing.T) {
 		{name: "rejects non-string tenant_id", token: sign(t, jwt.SigningMethodHS256, testSecret, claimsWith(func(c jwt.MapClaims) {
 			c["tenant_id"] = 42
 		})), wantErr: ErrInvalidToken, wantMsg: "token's tenant_id is not a string"},
+		{name: "rejects a NUL in tenant_id", token: sign(t, jwt.SigningMethodHS256, testSecret, claimsWith(func(c jwt.MapClaims) {
+			c["tenant_id"] = "tenant\x00a"
+		})), wantErr: ErrInvalidToken, wantMsg: "token's tenant_id is not a usable id"},
+		{name: "rejects a control character in sub", token: sign(t, jwt.SigningMethodHS256, testSecret, claimsWith(func(c jwt.MapClaims) {
+			c["sub"] = "user\nadmin"
+		})), wantErr: ErrInvalidToken, wantMsg: "token's sub is not a usable id"},
+		{name: "rejects an overlong sub", token: sign(t, jwt.SigningMethodHS256, testSecret, claimsWith(func(c jwt.MapClaims) {
+			c["sub"] = strings.Repeat("u", 257)
+		})), wantErr: ErrInvalidToken, wantMsg: "token's sub is not a usable id"},
 		{name: "rejects missing sub", token: sign(t, jwt.SigningMethodHS256, testSecret, claimsWith(func(c jwt.MapClaims) {
 			delete(c, "sub")
 		})), wantErr: ErrInvalidToken, wantMsg: "token has no sub"},

@@ -2,6 +2,8 @@ package auth
 
 import (
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -54,6 +56,10 @@ func (v *Verifier) identity(claims jwt.MapClaims) (Identity, error) {
 		return Identity{}, invalid("token has no "+m.User, nil)
 	case strings.TrimSpace(tenant) == "":
 		return Identity{}, invalid("token has no "+m.Tenant, nil)
+	case !usableID(user):
+		return Identity{}, invalid("token's "+m.User+" is not a usable id", nil)
+	case !usableID(tenant):
+		return Identity{}, invalid("token's "+m.Tenant+" is not a usable id", nil)
 	}
 	exp, err := claims.GetExpirationTime()
 	if err != nil || exp == nil { // unreachable with WithExpirationRequired; kept as a guard
@@ -72,6 +78,25 @@ func (v *Verifier) identity(claims jwt.MapClaims) (Identity, error) {
 		delete(flat, DefaultRoleClaim)
 	}
 	return Identity{UserID: user, TenantID: tenant, ExpiresAt: exp.Time, Claims: flat}, nil
+}
+
+// maxIDBytes bounds a tenant or user id taken from a token.
+const maxIDBytes = 256
+
+// usableID reports whether a tenant or user id can key the caller's data:
+// valid UTF-8 without control characters (a NUL would fail in the database
+// as an internal error, on every write of that caller), and short. A
+// signed token is still input: the provider's data may be odd.
+func usableID(id string) bool {
+	if len(id) > maxIDBytes || !utf8.ValidString(id) {
+		return false
+	}
+	for _, r := range id {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
 }
 
 // claimString finds path's value when it is a string. Only a string is a
