@@ -19,7 +19,7 @@ import (
 // `tidemark bench sync|stream|read|rules`.
 func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: tidemark bench sync|stream|read|rules [flags]")
+		return errors.New("usage: tidemark bench sync|stream|read|rules|soak [flags]")
 	}
 	switch args[0] {
 	case "sync":
@@ -30,8 +30,10 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return benchRead(ctx, args[1:], stdout, stderr)
 	case "rules":
 		return benchRules(ctx, args[1:], stdout, stderr)
+	case "soak":
+		return benchSoak(ctx, args[1:], stdout, stderr)
 	}
-	return fmt.Errorf("unknown benchmark %q (want sync, stream, read or rules)", args[0])
+	return fmt.Errorf("unknown benchmark %q (want sync, stream, read, rules or soak)", args[0])
 }
 
 // benchTarget is the server a benchmark talks to and how it signs tokens.
@@ -114,6 +116,35 @@ func benchStream(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	rep, err := loadtest.Stream(ctx, target.client(), sign, cfg)
 	fmt.Fprintf(stdout, "%d subscribers over %d tenant(s), %.0f pushes/s for %s\n%s\n", cfg.Subscribers, cfg.Tenants, cfg.Rate, cfg.Duration, rep)
+	return err
+}
+
+// benchSoak runs a long mixed load and samples the server's memory,
+// goroutines and open files (scripts/soak.sh starts a server for it).
+func benchSoak(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tidemark bench soak", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var target benchTarget
+	target.bind(fs)
+	var cfg loadtest.SoakConfig
+	fs.DurationVar(&cfg.Duration, "duration", 30*time.Minute, "how long the load runs")
+	fs.IntVar(&cfg.Pushers, "pushers", 2, "clients pushing batches of edits")
+	fs.IntVar(&cfg.Pullers, "pullers", 2, "clients pulling from their checkpoint")
+	fs.IntVar(&cfg.Streams, "streams", 10, "websocket subscriptions held open")
+	fs.IntVar(&cfg.Readers, "readers", 1, "clients paging the read API")
+	fs.DurationVar(&cfg.SampleEvery, "sample-every", 10*time.Second, "sampling interval")
+	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "server process id, to sample its resident memory and open files from /proc")
+	fs.StringVar(&cfg.DebugURL, "debug-url", "", "server's debug listener (TIDEMARK_DEBUG_ADDR), e.g. http://127.0.0.1:6060, to sample its Go heap and goroutines")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	sign, err := target.signer()
+	if err != nil {
+		return err
+	}
+	cfg.Samples = stdout
+	rep, err := loadtest.Soak(ctx, target.client(), sign, cfg)
+	fmt.Fprint(stdout, rep)
 	return err
 }
 
