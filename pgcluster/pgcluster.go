@@ -43,6 +43,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -101,8 +102,21 @@ type Config struct {
 	// also skips syncing its files to disk.
 	Settings map[string]string
 	// StartTimeout bounds Start, including initdb (default 60s). A
-	// deadline on Start's context applies too.
+	// deadline on Start's context applies too. It bounds each restart too.
 	StartTimeout time.Duration
+
+	// Supervise restarts the server, on the same data and port, when it
+	// exits while the Cluster runs (it was killed, or crashed): PostgreSQL's
+	// crash recovery brings the data back to its last commit. Err reports
+	// the outage meanwhile. Without it a dead server stays dead.
+	Supervise bool
+	// WatchInterval is how often a supervised server is checked (default
+	// 500ms); RestartBackoff the wait after a first failed restart (default
+	// 500ms), doubled after each further failure up to MaxRestartBackoff
+	// (default 30s).
+	WatchInterval     time.Duration
+	RestartBackoff    time.Duration
+	MaxRestartBackoff time.Duration
 }
 
 // Cluster is a running embedded PostgreSQL cluster. Its methods are safe
@@ -128,6 +142,14 @@ type Cluster struct {
 	mu      sync.Mutex
 	lock    *os.File // nil once released
 	stopped bool
+
+	// Supervision (Config.Supervise): the postmaster's pid as last
+	// started, the supervisor, and the outage while the server is down.
+	pid      atomic.Int64
+	super    *supervisor
+	restarts atomic.Int64
+	downMu   sync.Mutex
+	down     *downState
 }
 
 // Start initializes a cluster in cfg.DataDir (or, see the package
@@ -151,6 +173,9 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	defer cancel()
 	if err := c.start(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("pgcluster: %w", err)
+	}
+	if cfg.Supervise {
+		c.startSupervisor(cfg)
 	}
 	return c, nil
 }
@@ -246,6 +271,7 @@ func (c *Cluster) start(ctx context.Context, cfg Config) (err error) {
 		return fmt.Errorf("PostgreSQL started but does not accept connections on port %d: %w%s", c.port, err, c.logTailSince(0))
 	}
 	pid, _ := c.Pid()
+	c.pid.Store(int64(pid))
 	c.log.Info("PostgreSQL started", "port", c.port, "pid", pid, "version", c.major, "user", c.acct.name, "cluster_dir", c.clusterDir)
 	return nil
 }

@@ -249,6 +249,8 @@ func (c *Cluster) Stop(ctx context.Context) error {
 	if c.stopped {
 		return nil
 	}
+	// First the supervisor, which would otherwise restart what we stop.
+	c.stopSupervisor()
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultStartTimeout)
