@@ -203,7 +203,9 @@ func (m *Main) Wait(ctx context.Context) error {
 func (m *Main) openDatabase(ctx context.Context) error {
 	url := m.Config.DatabaseURL
 	if url == "" {
-		cluster, err := pgcluster.Start(ctx, pgcluster.Config{DataDir: m.Config.DataDir, Logger: m.Log})
+		// Supervised: a postmaster that dies while we serve is restarted
+		// (requests fail and /readyz is false meanwhile), not left dead.
+		cluster, err := pgcluster.Start(ctx, pgcluster.Config{DataDir: m.Config.DataDir, Logger: m.Log, Supervise: true})
 		if err != nil {
 			return fmt.Errorf("embedded PostgreSQL: %w", err)
 		}
