@@ -24,6 +24,19 @@ import (
 func FuzzGraphQLDocument(f *testing.F) {
 	env := testenv.New(f, testenv.Options{Server: server.Config{AddressRate: -1, IdentityRate: -1, PushesInFlight: -1}})
 	auth := "Bearer " + testenv.Token(f, "fuzz-tenant", "fuzz-user")
+	send := func(body []byte) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodPost, "/graphql", bytes.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set("Authorization", auth)
+		w := httptest.NewRecorder()
+		env.Handler.ServeHTTP(w, r)
+		return w
+	}
+	// The control: inputs reach GraphQL and run, so the checks below are
+	// not passed by a handler that refuses everything.
+	if w := send([]byte(`{"query": "{ viewer { userId } }"}`)); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"userId":"fuzz-user"`) {
+		f.Fatalf("a plain query does not run: %d %s", w.Code, w.Body)
+	}
 	f.Add(`{ viewer { userId } }`, []byte(`{}`))
 	f.Fuzz(func(t *testing.T, query string, variables []byte) {
 		req := map[string]any{"query": query}
@@ -34,11 +47,7 @@ func FuzzGraphQLDocument(f *testing.F) {
 		if err != nil {
 			t.Skip() // not a request a client could send
 		}
-		r := httptest.NewRequest(http.MethodPost, "/graphql", bytes.NewReader(body))
-		r.Header.Set("Content-Type", "application/json")
-		r.Header.Set("Authorization", auth)
-		w := httptest.NewRecorder()
-		env.Handler.ServeHTTP(w, r)
+		w := send(body)
 
 		if w.Code >= 500 {
 			t.Fatalf("status %d for %q: %.500s", w.Code, query, w.Body)
