@@ -73,12 +73,24 @@ func (d *DB) ScopeHeads(ctx context.Context, tenantIDs []string) ([]collections.
 
 // Writer writes one tenant's documents of one collection inside a
 // transaction that holds the scope's change lock.
+//
+// It pipelines (see Tx): statements that need no answer before the next
+// decision (the lock, the change counter's advance, upserts, bucket rows)
+// are queued and leave with the next read or with COMMIT. A one-row push so
+// costs two round trips: BEGIN, the lock, the documents and their bucket
+// rows in the first; the writes and COMMIT in the second.
 type Writer struct {
-	tx         pgx.Tx
+	tx         *Tx
 	tenantID   string
 	collection *collections.Collection
 	now        time.Time
-	locked     map[string]bool // collections whose change lock this transaction holds
+	locked     map[string]bool  // collections whose change lock this transaction holds
+	seq        map[string]int64 // collection → its counter, once the lock's answer is read
+	// members holds the bucket rows of the pushed documents, read with
+	// them (the lock of their collection is held, so only this
+	// transaction changes them); nil once this transaction writes some.
+	members map[string][]collections.Member
+	read    map[string]bool // ids whose rows members holds
 }
 
 // WriteDocuments runs fn in a transaction (through RunTx, so it may run more
@@ -91,38 +103,64 @@ type Writer struct {
 // must see what the lock's previous holder committed (a checklist item's
 // write reads its work order's buckets after taking its own lock, and a
 // reassignment that moves the item waits for that lock); CockroachDB runs
-// it SERIALIZABLE, where the same conflicts end in a retry.
+// it SERIALIZABLE, where the lock is the transaction's first statement, a
+// locking read (SELECT ... FOR UPDATE), so waiters queue on it instead of
+// aborting (docs/deploy.md, "Isolation and retries").
 func (d *DB) WriteDocuments(ctx context.Context, tenantID string, c *collections.Collection, fn func(w collections.Writer) error) error {
-	return d.RunTx(ctx, TxOptions{IsoLevel: d.isolation()}, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, stmtLockScope, tenantID, c.Name); err != nil {
-			return fmt.Errorf("lock %s changes: %w", c.Name, err)
-		}
-		return fn(&Writer{tx: tx, tenantID: tenantID, collection: c, now: collections.NormalizeTime(time.Now()),
-			locked: map[string]bool{c.Name: true}})
+	return d.RunTx(ctx, TxOptions{IsoLevel: d.isolation()}, func(tx *Tx) error {
+		w := &Writer{tx: tx, tenantID: tenantID, collection: c, now: collections.NormalizeTime(time.Now()),
+			locked: map[string]bool{}, seq: map[string]int64{}}
+		w.lock(c)
+		return fn(w)
 	})
 }
 
-// Get reads current documents inside the write transaction. Because the
-// scope lock is held, no other writer of the scope changes them until commit.
+// lock queues the statements that take c's change lock: a locking read
+// first, then the upsert that creates the counter on first use (and locks
+// it on PostgreSQL, where a locking read of a missing row locks nothing).
+// The counter's value arrives with the next flush.
+func (w *Writer) lock(c *collections.Collection) {
+	w.locked[c.Name] = true
+	w.tx.Queue(stmtLockCounter, w.tenantID, c.Name)
+	w.tx.Queue(stmtLockScope, w.tenantID, c.Name).QueryRow(func(row pgx.Row) error {
+		var seq int64
+		if err := row.Scan(&seq); err != nil {
+			return fmt.Errorf("lock %s changes: %w", c.Name, err)
+		}
+		w.seq[c.Name] = seq
+		return nil
+	})
+}
+
+// Get reads current documents inside the write transaction, and with them
+// their bucket rows. Because the scope lock is held, no other writer of the
+// scope changes either until commit.
 func (w *Writer) Get(ctx context.Context, ids []string) (map[string]collections.Document, error) {
-	return getDocuments(ctx, w.tx, w.tenantID, w.collection, ids)
+	out := queueDocuments(w.tx, w.tenantID, w.collection, ids)
+	members := queueMembers(w.tx, w.tenantID, w.collection, ids)
+	if err := w.tx.Flush(ctx); err != nil {
+		return nil, err
+	}
+	w.members, w.read = members, map[string]bool{}
+	for _, id := range ids {
+		w.read[id] = true
+	}
+	return out, nil
 }
 
 // Put stores docs as the scope's next changes: each gets a new change number
 // (in slice order) and the transaction's time as UpdatedAt. It returns the
-// documents as stored.
+// documents as stored; the writes leave with the next read or COMMIT.
 func (w *Writer) Put(ctx context.Context, docs []collections.Document) ([]collections.Document, error) {
 	if len(docs) == 0 {
 		return nil, nil
 	}
-	var last int64
-	if err := w.tx.QueryRow(ctx, stmtAdvanceScope, w.tenantID, w.collection.Name, len(docs)).Scan(&last); err != nil {
-		return nil, fmt.Errorf("advance %s changes: %w", w.collection.Name, err)
+	first, err := w.Reserve(ctx, w.collection, len(docs))
+	if err != nil {
+		return nil, err
 	}
-	first := last - int64(len(docs)) + 1
 	stmt := statementsFor(w.collection).upsert
 	stored := make([]collections.Document, len(docs))
-	batch := &pgx.Batch{}
 	for i, doc := range docs {
 		doc.Change = first + int64(i)
 		doc.UpdatedAt = w.now
@@ -132,12 +170,30 @@ func (w *Writer) Put(ctx context.Context, docs []collections.Document) ([]collec
 		for _, f := range w.collection.Fields {
 			args = append(args, doc.Fields[f.Name])
 		}
-		batch.Queue(stmt, args...)
-	}
-	if err := w.tx.SendBatch(ctx, batch).Close(); err != nil {
-		return nil, fmt.Errorf("store %s: %w", w.collection.Name, err)
+		w.tx.Queue(stmt, args...)
 	}
 	return stored, nil
+}
+
+// queueDocuments queues the read of c's documents with the given ids; the
+// map fills when the transaction flushes.
+func queueDocuments(tx *Tx, tenantID string, c *collections.Collection, ids []string) map[string]collections.Document {
+	out := make(map[string]collections.Document, len(ids))
+	if len(ids) == 0 {
+		return out
+	}
+	tx.Queue(statementsFor(c).byIDs, tenantID, ids).Query(func(rows pgx.Rows) error {
+		scan := newDocumentScanner(c)
+		for rows.Next() {
+			doc, err := scan.scan(rows)
+			if err != nil {
+				return fmt.Errorf("read %s: %w", c.Name, err)
+			}
+			out[doc.ID] = doc
+		}
+		return nil
+	})
+	return out
 }
 
 type querier interface {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -120,7 +121,11 @@ func (d *DB) PurgeHorizon(ctx context.Context, tenantID string, c *collections.C
 
 // Documents reads current documents of any collection inside the write.
 func (w *Writer) Documents(ctx context.Context, c *collections.Collection, ids []string) (map[string]collections.Document, error) {
-	return getDocuments(ctx, w.tx, w.tenantID, c, ids)
+	out := queueDocuments(w.tx, w.tenantID, c, ids)
+	if err := w.tx.Flush(ctx); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // Children reads the live documents of c whose field holds one of parentIDs.
@@ -132,51 +137,83 @@ func (w *Writer) Children(ctx context.Context, c *collections.Collection, field 
 	if !ok {
 		return nil, fmt.Errorf("%s has no field %q", c.Name, field)
 	}
-	rows, err := w.tx.Query(ctx, childrenSQL(c, f), w.tenantID, parentIDs)
-	if err != nil {
-		return nil, fmt.Errorf("read %s by %s: %w", c.Name, field, err)
-	}
-	defer rows.Close()
 	var out []collections.Document
-	scan := newDocumentScanner(c)
-	for rows.Next() {
-		doc, err := scan.scan(rows)
-		if err != nil {
-			return nil, fmt.Errorf("read %s by %s: %w", c.Name, field, err)
+	w.tx.Queue(childrenSQL(c, f), w.tenantID, parentIDs).Query(func(rows pgx.Rows) error {
+		scan := newDocumentScanner(c)
+		for rows.Next() {
+			doc, err := scan.scan(rows)
+			if err != nil {
+				return fmt.Errorf("read %s by %s: %w", c.Name, field, err)
+			}
+			out = append(out, doc)
 		}
-		out = append(out, doc)
-	}
-	return out, rows.Err()
-}
-
-// Members reads the bucket rows of c's documents with the given ids.
-func (w *Writer) Members(ctx context.Context, c *collections.Collection, ids []string) (map[string][]collections.Member, error) {
-	out := map[string][]collections.Member{}
-	if len(ids) == 0 {
-		return out, nil
-	}
-	rows, err := w.tx.Query(ctx, stmtMembersOf, w.tenantID, c.Name, ids)
-	if err != nil {
-		return nil, fmt.Errorf("read %s buckets: %w", c.Name, err)
-	}
-	var id string
-	var m collections.Member
-	_, err = pgx.ForEachRow(rows, []any{&id, &m.Bucket, &m.Change, &m.Refs, &m.Present}, func() error {
-		out[id] = append(out[id], m)
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("read %s buckets: %w", c.Name, err)
+	if err := w.tx.Flush(ctx); err != nil {
+		return nil, fmt.Errorf("read %s by %s: %w", c.Name, field, err)
 	}
 	return out, nil
 }
 
-// SetMembers writes bucket rows of c's documents.
+// Members reads the bucket rows of c's documents with the given ids. The
+// rows of the pushed documents came with Get, unless this transaction has
+// written some since.
+func (w *Writer) Members(ctx context.Context, c *collections.Collection, ids []string) (map[string][]collections.Member, error) {
+	if c == w.collection && w.members != nil && allRead(w.read, ids) {
+		out := make(map[string][]collections.Member, len(ids))
+		for _, id := range ids {
+			if rows, ok := w.members[id]; ok {
+				out[id] = slices.Clone(rows)
+			}
+		}
+		return out, nil
+	}
+	out := queueMembers(w.tx, w.tenantID, c, ids)
+	if err := w.tx.Flush(ctx); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func allRead(read map[string]bool, ids []string) bool {
+	for _, id := range ids {
+		if !read[id] {
+			return false
+		}
+	}
+	return true
+}
+
+// queueMembers queues the read of the bucket rows of c's documents with
+// the given ids; the map fills when the transaction flushes.
+func queueMembers(tx *Tx, tenantID string, c *collections.Collection, ids []string) map[string][]collections.Member {
+	out := map[string][]collections.Member{}
+	if len(ids) == 0 {
+		return out
+	}
+	tx.Queue(stmtMembersOf, tenantID, c.Name, ids).Query(func(rows pgx.Rows) error {
+		var id string
+		var m collections.Member
+		_, err := pgx.ForEachRow(rows, []any{&id, &m.Bucket, &m.Change, &m.Refs, &m.Present}, func() error {
+			out[id] = append(out[id], m)
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("read %s buckets: %w", c.Name, err)
+		}
+		return nil
+	})
+	return out
+}
+
+// SetMembers queues writes of bucket rows of c's documents.
 func (w *Writer) SetMembers(ctx context.Context, c *collections.Collection, changes []collections.MemberChange) error {
 	if len(changes) == 0 {
 		return nil
 	}
-	batch := &pgx.Batch{}
+	if c == w.collection {
+		w.members = nil
+	}
 	for _, ch := range changes {
 		var removed []byte
 		if !ch.Present && ch.Removed != nil {
@@ -185,28 +222,44 @@ func (w *Writer) SetMembers(ctx context.Context, c *collections.Collection, chan
 				return err
 			}
 		}
-		batch.Queue(stmtSetMember, w.tenantID, c.Name, ch.Bucket, ch.DocID, ch.Change, ch.Refs, ch.Present, removed, w.now)
-	}
-	if err := w.tx.SendBatch(ctx, batch).Close(); err != nil {
-		return fmt.Errorf("store %s buckets: %w", c.Name, err)
+		w.tx.Queue(stmtSetMember, w.tenantID, c.Name, ch.Bucket, ch.DocID, ch.Change, ch.Refs, ch.Present, removed, w.now)
 	}
 	return nil
 }
 
 // Reserve takes c's change lock, unless this transaction holds it, and
-// reserves n change numbers of c.
+// reserves n change numbers of c, returning the first (0 when n is 0).
+// Holding the lock, the writer knows the counter: the advance is queued,
+// and checks on its way back that nobody else moved it.
 func (w *Writer) Reserve(ctx context.Context, c *collections.Collection, n int) (int64, error) {
 	if !w.locked[c.Name] {
-		if _, err := w.tx.Exec(ctx, stmtLockScope, w.tenantID, c.Name); err != nil {
-			return 0, fmt.Errorf("lock %s changes: %w", c.Name, err)
+		w.lock(c)
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	if _, known := w.seq[c.Name]; !known {
+		if err := w.tx.Flush(ctx); err != nil {
+			return 0, err
 		}
-		w.locked[c.Name] = true
 	}
-	var last int64
-	if err := w.tx.QueryRow(ctx, stmtAdvanceScope, w.tenantID, c.Name, n).Scan(&last); err != nil {
-		return 0, fmt.Errorf("advance %s changes: %w", c.Name, err)
+	seq, known := w.seq[c.Name]
+	if !known {
+		return 0, fmt.Errorf("lock %s changes: no counter read", c.Name)
 	}
-	return last - int64(n) + 1, nil
+	want := seq + int64(n)
+	w.seq[c.Name] = want
+	w.tx.Queue(stmtAdvanceScope, w.tenantID, c.Name, n).QueryRow(func(row pgx.Row) error {
+		var got int64
+		if err := row.Scan(&got); err != nil {
+			return fmt.Errorf("advance %s changes: %w", c.Name, err)
+		}
+		if got != want {
+			return fmt.Errorf("advance %s changes: the counter is at %d, not %d: its lock was not held", c.Name, got, want)
+		}
+		return nil
+	})
+	return seq + 1, nil
 }
 
 // storedState is a removal's content as kept in removed_state.

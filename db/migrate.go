@@ -108,7 +108,7 @@ func (d *DB) Migrate(ctx context.Context) error {
 		if _, err := d.Pool.Exec(ctx, m.Statement); err != nil {
 			return fmt.Errorf("migration %04d_%s: %w", m.Version, m.Name, err)
 		}
-		err := d.RunTx(ctx, TxOptions{}, func(tx pgx.Tx) error {
+		err := d.RunTx(ctx, TxOptions{IsoLevel: d.isolation()}, func(tx *Tx) error {
 			_, err := tx.Exec(ctx, stmtRecordMigration, m.Version, m.Name)
 			return err
 		})

@@ -95,7 +95,7 @@ func (d *DB) PurgeRemovals(ctx context.Context, cutoff time.Time, batch int) (in
 
 func (d *DB) purgeBatch(ctx context.Context, stmt string, cutoff time.Time, batch int, scan func(pgx.Rows) (horizonKey, int64, error)) (int, error) {
 	var n int
-	err := d.RunTx(ctx, TxOptions{IsoLevel: d.isolation()}, func(tx pgx.Tx) error {
+	err := d.RunTx(ctx, TxOptions{IsoLevel: d.isolation()}, func(tx *Tx) error {
 		n = 0
 		rows, err := tx.Query(ctx, stmt, cutoff, batch)
 		if err != nil {

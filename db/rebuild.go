@@ -59,7 +59,7 @@ func (d *DB) RecordBucketFingerprints(ctx context.Context, fingerprints map[stri
 	if d.Dialect == CockroachDB {
 		opts.IsoLevel = pgx.Serializable
 	}
-	err := d.RunTx(ctx, opts, func(tx pgx.Tx) error {
+	err := d.RunTx(ctx, opts, func(tx *Tx) error {
 		batch := &pgx.Batch{}
 		for def, fp := range fingerprints {
 			batch.Queue(stmtRecordFingerprint, def, fp, now)

@@ -24,6 +24,11 @@ const (
 	stmtRecordMigration   = `INSERT INTO schema_migrations (version, name) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING`
 	stmtSchemaVersion     = `SELECT COALESCE(max(version), 0) FROM schema_migrations`
 
+	// stmtLockCounter takes a (tenant, collection) change counter's row
+	// lock as the transaction's first statement: on CockroachDB a locking
+	// read queues waiters on the row instead of letting them read it and
+	// abort on the write (docs/deploy.md, "Isolation and retries").
+	stmtLockCounter = `SELECT seq FROM change_counters WHERE tenant_id = $1 AND collection = $2 FOR UPDATE`
 	// stmtLockScope takes the row lock of a (tenant, collection) change
 	// counter, creating the row on first use. Holding it serializes the
 	// scope's writers, so change numbers are handed out in commit order.
@@ -99,7 +104,7 @@ func buildCollectionSQL(c *collections.Collection) *collectionSQL {
 func Statements() ([]string, error) {
 	out := []string{
 		stmtVersion, stmtCreateMigrationsTable, stmtAppliedMigrations, stmtRecordMigration,
-		stmtSchemaVersion, stmtLockScope, stmtAdvanceScope, stmtScopeHead, stmtScopeHeads,
+		stmtSchemaVersion, stmtLockCounter, stmtLockScope, stmtAdvanceScope, stmtScopeHead, stmtScopeHeads,
 		stmtTableColumns, stmtMembersOf, stmtSetMember, stmtPurgeHorizon,
 		stmtTakeLease, stmtReleaseLease, stmtPurgeRemovals, stmtRaiseHorizon,
 		stmtBucketFingerprints, stmtRecordFingerprint, stmtForgetFingerprint, stmtTenantIDs, stmtTenantMembers,

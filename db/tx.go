@@ -7,9 +7,10 @@ import (
 	"math/rand/v2"
 	"time"
 
-	crdbpgx "github.com/cockroachdb/cockroach-go/v2/crdb/crdbpgxv5"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/tidemark/tidemark/apperr"
 )
 
 // SQLSTATE codes Tidemark tells errors apart by.
@@ -19,60 +20,86 @@ const (
 	sqlstateUndefinedTable       = "42P01"
 )
 
-// maxTxAttempts bounds retries of a whole transaction on PostgreSQL.
+// maxTxAttempts bounds the attempts of one transaction; backoff between
+// them is quadratic with jitter (txBackoff), about 1.2 s in all.
 const maxTxAttempts = 10
 
-// TxOptions are the options of one transaction; the zero value is the
-// database's default isolation, read-write.
+// TxOptions are the options of one transaction. IsoLevel is required:
+// RunTx refuses a transaction that would inherit the server's default.
 type TxOptions = pgx.TxOptions
 
 // RunTx runs fn in a transaction and commits it, retrying the whole
-// transaction when the database asks for a retry. Every write goes through it.
+// transaction when the database asks for a retry. Every transaction goes
+// through it, on both dialects.
 //
-// On CockroachDB it uses cockroach-go's ExecuteTx (savepoint-based retries).
-// On PostgreSQL that protocol would hide a failed COMMIT, so RunTx retries
-// whole transactions on serialization failures (40001) and deadlocks (40P01)
-// and returns every other error, COMMIT's included. fn may run more than
-// once and must not have effects outside the transaction.
-func (d *DB) RunTx(ctx context.Context, opts TxOptions, fn func(pgx.Tx) error) error {
-	if d.Dialect == CockroachDB {
-		return crdbpgx.ExecuteTx(ctx, d.Pool, opts, fn)
+// The transaction states its isolation (opts.IsoLevel, required) in its
+// BEGIN, so the server's default_transaction_isolation never matters: a
+// transaction that relied on READ COMMITTED's fresh snapshot per statement
+// fails at SERIALIZABLE each time it waits on a lock (its snapshot predates
+// the lock), which is what a database whose default is SERIALIZABLE did to
+// every push that queued on a change counter.
+//
+// It retries whole transactions on serialization failures (40001) and
+// deadlocks (40P01), after a jittered backoff, and returns every other
+// error, COMMIT's included: cockroach-go's savepoint protocol would hide a
+// failed COMMIT on PostgreSQL, and costs CockroachDB two round trips more.
+// When the attempts run out the error is apperr.Unavailable: the database
+// is too contended right now, and the client may retry later. fn may run
+// more than once and must not have effects outside the transaction.
+func (d *DB) RunTx(ctx context.Context, opts TxOptions, fn func(*Tx) error) error {
+	begin, err := beginSQL(opts)
+	if err != nil {
+		return err
 	}
-	var err error
 	for attempt := 1; attempt <= maxTxAttempts; attempt++ {
-		err = runTxOnce(ctx, d, opts, fn)
+		err = runTxOnce(ctx, d, begin, fn)
 		if err == nil || !retryable(err) {
 			return err
 		}
 		d.log.Debug("transaction retry", "attempt", attempt, "err", err)
-		backoff := time.Duration(attempt*attempt) * 2 * time.Millisecond
+		if attempt == maxTxAttempts {
+			break
+		}
+		t := time.NewTimer(txBackoff(attempt))
 		select {
-		case <-time.After(backoff + rand.N(backoff)):
+		case <-t.C:
 		case <-ctx.Done():
+			t.Stop()
 			return errors.Join(ctx.Err(), err)
 		}
 	}
-	return fmt.Errorf("transaction failed after %d attempts: %w", maxTxAttempts, err)
+	d.log.Warn("transaction gave up: the database kept asking for retries", "attempts", maxTxAttempts, "err", err)
+	return apperr.Wrap(apperr.Unavailable, fmt.Errorf("transaction failed after %d attempts: %w", maxTxAttempts, err),
+		"the database is too busy to complete this request now; retry it later")
 }
 
-func runTxOnce(ctx context.Context, d *DB, opts TxOptions, fn func(pgx.Tx) error) (err error) {
-	tx, err := d.Pool.BeginTx(ctx, opts)
+// txBackoff is the wait after the attempt-th failed attempt: a quadratic
+// base (2 ms, 8 ms, 18 ms, ... 162 ms) plus up to as much again at random,
+// so writers that collided once do not collide again in step.
+func txBackoff(attempt int) time.Duration {
+	base := time.Duration(attempt*attempt) * 2 * time.Millisecond
+	return base + rand.N(base)
+}
+
+func runTxOnce(ctx context.Context, d *DB, begin string, fn func(*Tx) error) (err error) {
+	conn, err := d.Pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
+	// A connection released inside a transaction (a failed ROLLBACK) is
+	// closed by the pool, never reused.
+	defer conn.Release()
+	tx := &Tx{conn: conn.Conn(), begin: begin}
 	defer func() {
 		if err != nil {
 			// Rollback after a failed COMMIT is a no-op; its own error adds nothing.
-			_ = tx.Rollback(context.WithoutCancel(ctx))
+			_ = tx.rollback(context.WithoutCancel(ctx))
 		}
 	}()
 	if err := fn(tx); err != nil {
 		return err
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
+	return tx.commit(ctx)
 }
 
 func retryable(err error) bool {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -51,7 +52,7 @@ type naiveStore struct {
 }
 
 func (n naiveStore) WriteDocuments(ctx context.Context, tenant string, c *collections.Collection, fn func(collections.Writer) error) error {
-	return n.DB.RunTx(ctx, db.TxOptions{}, func(tx pgx.Tx) error {
+	return n.DB.RunTx(ctx, db.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx *db.Tx) error {
 		return fn(naiveWriter{tx: tx, tenant: tenant, d: n.DB})
 	})
 }
@@ -59,7 +60,7 @@ func (n naiveStore) WriteDocuments(ctx context.Context, tenant string, c *collec
 type naiveWriter struct {
 	// The membership methods are never called without sync rules.
 	collections.Writer
-	tx     pgx.Tx
+	tx     *db.Tx
 	tenant string
 	d      *db.DB
 }
@@ -196,12 +197,29 @@ func gapDuration() time.Duration {
 	return 3 * time.Second
 }
 
+// gapPushers is the number of concurrent pushers of the gap test: 8, or
+// TIDEMARK_GAP_TEST_PUSHERS (CI's serializable step runs 16).
+func gapPushers(t *testing.T) int {
+	v := os.Getenv("TIDEMARK_GAP_TEST_PUSHERS")
+	if v == "" {
+		return 8
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 64 {
+		t.Fatalf("TIDEMARK_GAP_TEST_PUSHERS=%q: want 1 to 64", v)
+	}
+	return n
+}
+
 // TestPullIsGapFreeUnderConcurrentPushes is the cursor's central promise:
 // once a client has pulled past a position, nothing commits behind it.
-// Run longer with TIDEMARK_GAP_TEST_DURATION=60s.
+// Run longer with TIDEMARK_GAP_TEST_DURATION=60s, wider with
+// TIDEMARK_GAP_TEST_PUSHERS=16. Every push must succeed: a push that gives
+// up fails the test.
 func TestPullIsGapFreeUnderConcurrentPushes(t *testing.T) {
-	d := dbtest.Open(t, db.PoolConfig{MaxConns: 16})
-	rep := runGapCheck(t, d, slowCommits{d}, gapRun{pushers: 8, duration: gapDuration()})
+	pushers := gapPushers(t)
+	d := dbtest.Open(t, db.PoolConfig{MaxConns: int32(max(16, pushers+2))})
+	rep := runGapCheck(t, d, slowCommits{d}, gapRun{pushers: pushers, duration: gapDuration()})
 	t.Logf("checked %d accepted changes against %d pulled documents", rep.accepted, rep.pulled)
 	if rep.accepted < 100 {
 		t.Fatalf("only %d changes were accepted; the run checked too little", rep.accepted)

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,6 +29,12 @@ import (
 // EnvURL names a PostgreSQL server to use instead of an embedded one. Its
 // user must be allowed to create databases.
 const EnvURL = "TIDEMARK_TEST_DATABASE_URL"
+
+// EnvDefaultIsolation, if set (e.g. "serializable"), becomes the default
+// transaction isolation of the template and of every test database, so the
+// suite can prove that Tidemark states the isolation it relies on instead
+// of inheriting the server's (CI's serializable step).
+const EnvDefaultIsolation = "TIDEMARK_TEST_DEFAULT_ISOLATION"
 
 var (
 	setupOnce sync.Once
@@ -85,6 +92,9 @@ func setup() error {
 	if err := exec(ctx, adminURL, "CREATE DATABASE "+template); err != nil {
 		return fmt.Errorf("create template: %w", err)
 	}
+	if err := setDefaultIsolation(ctx, template); err != nil {
+		return err
+	}
 	d, err := db.Open(ctx, withDatabase(adminURL, template), db.PoolConfig{MaxConns: 2}, nil)
 	if err != nil {
 		return err
@@ -106,6 +116,9 @@ func URL(tb testing.TB) string {
 	if err := exec(ctx, adminURL, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", name, template)); err != nil {
 		tb.Fatalf("create test database: %v", err)
 	}
+	if err := setDefaultIsolation(ctx, name); err != nil {
+		tb.Fatal(err)
+	}
 	tb.Cleanup(func() {
 		if err := exec(context.Background(), adminURL, fmt.Sprintf("DROP DATABASE IF EXISTS %s WITH (FORCE)", name)); err != nil {
 			tb.Logf("drop test database %s: %v", name, err)
@@ -125,6 +138,9 @@ func EmptyURL(tb testing.TB) string {
 	if err := exec(context.Background(), adminURL, "CREATE DATABASE "+name); err != nil {
 		tb.Fatalf("create empty database: %v", err)
 	}
+	if err := setDefaultIsolation(context.Background(), name); err != nil {
+		tb.Fatal(err)
+	}
 	tb.Cleanup(func() {
 		_ = exec(context.Background(), adminURL, fmt.Sprintf("DROP DATABASE IF EXISTS %s WITH (FORCE)", name))
 	})
@@ -141,6 +157,36 @@ func Open(tb testing.TB, cfg db.PoolConfig) *db.DB {
 	tb.Cleanup(d.Close)
 	return d
 }
+
+// setDefaultIsolation applies EnvDefaultIsolation to a database. A
+// database's settings do not pass to the databases made from it as a
+// template, so each one gets them.
+func setDefaultIsolation(ctx context.Context, database string) error {
+	level := os.Getenv(EnvDefaultIsolation)
+	if level == "" {
+		return nil
+	}
+	return SetDefaultIsolation(ctx, withDatabase(adminURL, database), level)
+}
+
+// SetDefaultIsolation makes level (e.g. "serializable") the default
+// transaction isolation of the database at url, for connections opened
+// after it.
+func SetDefaultIsolation(ctx context.Context, dbURL, level string) error {
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		return err
+	}
+	name := strings.TrimPrefix(u.Path, "/")
+	stmt := fmt.Sprintf("ALTER DATABASE %s SET default_transaction_isolation = %s",
+		pgx.Identifier{name}.Sanitize(), quoteLiteral(level))
+	if err := exec(ctx, dbURL, stmt); err != nil {
+		return fmt.Errorf("default isolation %s: %w", EnvDefaultIsolation, level, err)
+	}
+	return nil
+}
+
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 func exec(ctx context.Context, connURL, sql string) error {
 	conn, err := pgx.Connect(ctx, connURL)
