@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -74,6 +75,7 @@ type DB struct {
 	Dialect Dialect
 	log     *slog.Logger
 	health  *healthCheck
+	retried atomic.Pointer[func(sqlstate string)] // ObserveRetries
 }
 
 // Open configures the pool, waits for the database with backoff and detects

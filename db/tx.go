@@ -57,6 +57,7 @@ func (d *DB) RunTx(ctx context.Context, opts TxOptions, fn func(*Tx) error) erro
 			return err
 		}
 		d.log.Debug("transaction retry", "attempt", attempt, "err", err)
+		d.noteRetry(SQLState(err))
 		if attempt == maxTxAttempts {
 			break
 		}
@@ -79,6 +80,22 @@ func (d *DB) RunTx(ctx context.Context, opts TxOptions, fn func(*Tx) error) erro
 func txBackoff(attempt int) time.Duration {
 	base := time.Duration(attempt*attempt) * 2 * time.Millisecond
 	return base + rand.N(base)
+}
+
+// ObserveRetries makes RunTx report every retry with the SQLSTATE that
+// caused it, for metrics; nil stops it.
+func (d *DB) ObserveRetries(f func(sqlstate string)) {
+	if f == nil {
+		d.retried.Store(nil)
+		return
+	}
+	d.retried.Store(&f)
+}
+
+func (d *DB) noteRetry(sqlstate string) {
+	if f := d.retried.Load(); f != nil {
+		(*f)(sqlstate)
+	}
 }
 
 func runTxOnce(ctx context.Context, d *DB, begin string, fn func(*Tx) error) (err error) {

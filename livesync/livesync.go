@@ -61,6 +61,8 @@ type Options struct {
 	// and resync instead of waiting on a database that is gone (default 5).
 	MaxReadFailures int
 	Logger          *slog.Logger
+	// Observer hears of fan-out, for metrics (observer.go).
+	Observer Observer
 }
 
 func (o Options) withDefaults() Options {

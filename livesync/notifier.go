@@ -39,6 +39,9 @@ type PollingNotifier struct {
 	Listeners []HeadListener
 	Interval  time.Duration // default 200ms
 	Logger    *slog.Logger
+	// Cycle, if set, hears how long each cycle that had tenants to poll
+	// took: the read of the heads and the listeners' notifications.
+	Cycle func(time.Duration)
 }
 
 // Run polls until ctx ends.
@@ -72,6 +75,7 @@ func (p PollingNotifier) Run(ctx context.Context) {
 		if len(tenants) == 0 {
 			continue
 		}
+		start := time.Now()
 		heads, err := p.Heads.ScopeHeads(ctx, tenants)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -87,6 +91,9 @@ func (p PollingNotifier) Run(ctx context.Context) {
 			for _, l := range p.Listeners {
 				l.Notify(h.TenantID, c, h.Change)
 			}
+		}
+		if p.Cycle != nil {
+			p.Cycle(time.Since(start))
 		}
 	}
 }

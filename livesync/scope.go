@@ -48,6 +48,9 @@ type scope struct {
 	position int64 // change number every current subscriber has been sent up to
 	known    int64 // latest head heard of
 	started  bool  // position has been read from the database
+	// heardAt is when the hub heard of the oldest head not yet sent, for
+	// Observer.FanOut (zero when no observer wants it or nothing waits).
+	heardAt time.Time
 
 	kick     chan struct{}
 	done     chan struct{}
@@ -85,6 +88,9 @@ func (s *scope) advance(head int64) {
 	s.mu.Lock()
 	if head > s.known {
 		s.known = head
+		if s.heardAt.IsZero() && s.hub.opts.Observer.FanOut != nil {
+			s.heardAt = time.Now()
+		}
 	}
 	s.mu.Unlock()
 	select {
@@ -168,6 +174,10 @@ func (s *scope) catchUp(ctx context.Context, log *slog.Logger, failures *int) bo
 		ev := &Event{Documents: docs, Cursor: syncengine.EncodeCursor(s.key.collection, s.key.tenantID, s.key.set, syncengine.Position{Change: next})}
 		s.mu.Lock()
 		s.position = next
+		heardAt := s.heardAt
+		if next >= s.known {
+			s.heardAt = time.Time{}
+		}
 		subs := make([]*subscriber, 0, len(s.subs))
 		for sub := range s.subs {
 			if sub.behindFrom >= 0 {
@@ -179,6 +189,8 @@ func (s *scope) catchUp(ctx context.Context, log *slog.Logger, failures *int) bo
 		for _, sub := range subs {
 			if !sub.deliver(ev) {
 				s.drop(log, sub, "subscriber fell behind")
+			} else if !heardAt.IsZero() {
+				s.hub.opts.Observer.FanOut(s.key.collection, time.Since(heardAt))
 			}
 		}
 	}

@@ -126,6 +126,8 @@ type Config struct {
 	SyncFields map[string]string
 	// Now is the rate limiters' clock (default time.Now), for tests.
 	Now func() time.Time
+	// Metrics turns on Prometheus metrics and, with Serve, GET /metrics (metrics.go).
+	Metrics MetricsConfig
 }
 
 func (c Config) withDefaults() Config {
@@ -204,6 +206,9 @@ func newGraphQL(cfg Config, limits *requestLimits, queryCache graphql.Cache[*ast
 	srv.AddTransport(websocketTransport(cfg))
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(httpTransport{log: cfg.Logger})
+	if cfg.Metrics.Metrics != nil {
+		srv.Use(requestMetrics{cfg.Metrics.Metrics}) // first: outermost, it sees what goes out
+	}
 	srv.SetQueryCache(queryCache)
 	srv.SetParserTokenLimit(cfg.MaxTokens)
 	srv.SetDisableSuggestion(!cfg.Introspection)
@@ -245,8 +250,11 @@ func New(cfg Config) (http.Handler, error) {
 	// 401 before the body is read), the rate limit by caller, the body
 	// limit, GraphQL.
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", negotiatedErrors(limits.byAddressMiddleware(withWebsocketSlot(cfg,
-		cfg.Verifier.Middleware(limits.byIdentityMiddleware(limitBody(cfg.MaxBodyBytes, gql)), auth.MiddlewareOptions{})))))
+	mux.Handle("/graphql", countRejections(cfg.Metrics.Metrics, negotiatedErrors(limits.byAddressMiddleware(withWebsocketSlot(cfg,
+		cfg.Verifier.Middleware(limits.byIdentityMiddleware(limitBody(cfg.MaxBodyBytes, gql)), auth.MiddlewareOptions{}))))))
+	if cfg.Metrics.Serve && cfg.Metrics.Metrics != nil {
+		mux.Handle("GET /metrics", cfg.Metrics.Metrics.Handler())
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

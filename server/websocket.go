@@ -71,6 +71,7 @@ func (h *wsConn) close(code int, reason string) {
 // client with everyone's connections.
 func withWebsocketSlot(cfg Config, next http.Handler) http.Handler {
 	counts := newConnectionCounts(cfg.WebsocketLimits)
+	cfg.Metrics.Metrics.WatchWebsockets(counts.open)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !websocket.IsWebSocketUpgrade(r) {
 			next.ServeHTTP(w, r)

@@ -43,6 +43,7 @@ type Engine struct {
 	rules     *syncrules.Rules
 	// pushLimits bound the bytes of push input (limits.go).
 	pushLimits PushLimits
+	observer   Observer // observer.go
 }
 
 // New returns an engine over store. Until UseRules is called every caller
@@ -126,6 +127,7 @@ func (e *Engine) Pull(ctx context.Context, caller Caller, c *collections.Collect
 	if cursor != nil && from.Change < after && from.Floor < after {
 		return PullResult{}, apperr.New(apperr.CheckpointExpired, "the checkpoint is older than the deleted documents this server keeps; start again from a null checkpoint, keeping unsynced local changes")
 	}
+	e.observePull(caller.TenantID, c, len(docs), from.Change, next)
 	// Whatever was purged before this read never concerns this client
 	// again: it started from null, or passed the check above.
 	return PullResult{Documents: docs, Cursor: EncodeCursor(c, caller.TenantID, set, Position{Change: next, Floor: max(from.Floor, before)})}, nil
@@ -176,6 +178,7 @@ func (e *Engine) Push(ctx context.Context, caller Caller, c *collections.Collect
 	var result []collections.Document
 	var heads map[*collections.Collection]int64
 	var written []collections.Document
+	var outcomes PushOutcomes
 	err := e.store.WriteDocuments(ctx, caller.TenantID, c, func(w collections.Writer) error {
 		// This closure may run again on a retry: start from scratch each time.
 		result, written, heads = nil, nil, map[*collections.Collection]int64{}
@@ -194,6 +197,8 @@ func (e *Engine) Push(ctx context.Context, caller Caller, c *collections.Collect
 			}
 		}
 		plan := decideAll(c, allowed, masters)
+		outcomes = plan.outcomes()
+		outcomes.Outside = len(rows) - len(allowed)
 		stored, err := w.Put(ctx, plan.writes)
 		if err != nil {
 			return err
@@ -224,6 +229,9 @@ func (e *Engine) Push(ctx context.Context, caller Caller, c *collections.Collect
 	})
 	if err != nil {
 		return nil, err
+	}
+	if e.observer.Pushed != nil {
+		e.observer.Pushed(c, outcomes)
 	}
 	for _, col := range collections.All() {
 		head, ok := heads[col]

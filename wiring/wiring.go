@@ -148,10 +148,12 @@ func Build(d *db.DB, cfg Config) (*Built, error) {
 	// The cache hears of a commit before the streams do, so a client that
 	// reads by id on a stream event sees the committed documents.
 	engine.OnCommit(cache.Committed)
-	hub := livesync.New(d, livesync.Options{Logger: cfg.Logger})
+	hub := livesync.New(d, livesync.Options{Logger: cfg.Logger, Observer: cfg.Server.Metrics.Metrics.LiveObserver()})
 	engine.OnCommit(func(tenantID string, c *collections.Collection, head int64, _ []collections.Document) {
 		hub.Notify(tenantID, c, head)
 	})
+
+	cfg.Server.Metrics.Metrics.Connect(d, engine, hub, cache)
 
 	sources := dataloader.Sources{Documents: cache, Lists: d}
 	if cfg.NoCache {
@@ -194,7 +196,7 @@ func Build(d *db.DB, cfg Config) (*Built, error) {
 		}()
 		livesync.PollingNotifier{
 			Heads: d, Listeners: []livesync.HeadListener{hub, cache},
-			Interval: cfg.PollInterval, Logger: cfg.Logger,
+			Interval: cfg.PollInterval, Logger: cfg.Logger, Cycle: cfg.Server.Metrics.Metrics.NotifierCycleFunc(),
 		}.Run(ctx)
 		<-purging
 	}()

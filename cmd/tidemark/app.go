@@ -41,6 +41,7 @@ type Main struct {
 	http     *http.Server
 	debug    *http.Server
 	serveErr chan error
+	metrics  *metricsEndpoint // nil: metrics off (metrics_config.go)
 
 	background     context.Context
 	stopBackground context.CancelFunc
@@ -72,6 +73,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			m.Close(context.WithoutCancel(ctx))
 		}
 	}()
+	if m.metrics, err = startMetrics(m.Config.Metrics, m.Log); err != nil {
+		return err
+	}
 	if !m.Config.DevMode() {
 		// A JWKS URL is fetched here, before the database: a JWKS that
 		// cannot be read stops the start at once, with the URL and why.
@@ -121,6 +125,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			AllowedOrigins:  m.Config.Origins(),
 			MaxBodyBytes:    m.Config.MaxBodyBytes,
 			WebsocketLimits: m.Config.WebsocketLimits,
+			Metrics:         m.metrics.serverConfig(),
 		}),
 	})
 	if err != nil {
@@ -279,6 +284,7 @@ func (m *Main) Close(ctx context.Context) error {
 	if m.debug != nil {
 		m.debug.Close()
 	}
+	m.metrics.Close()
 	if m.stopBackground != nil {
 		// Hijacked websockets outlive http.Server.Shutdown; ending their
 		// base context closes them, so clients reconnect to another instance.

@@ -64,6 +64,7 @@ type Config struct {
 	RequestLimits RequestLimits
 	// PushLimits: TIDEMARK_MAX_ROW_BYTES, TIDEMARK_MAX_PUSH_BYTES (push_config.go).
 	PushLimits syncengine.PushLimits
+	Metrics    MetricsConfig // TIDEMARK_METRICS, TIDEMARK_METRICS_ADDR (metrics_config.go)
 }
 
 // minSecretLen is the shortest JWT secret accepted: HS256 wants at least
@@ -147,6 +148,7 @@ func (c Config) validate() error {
 	errs = append(errs, c.validateIdentityProvider()...)
 	errs = append(errs, c.validateDemo()...)
 	errs = append(errs, validatePushLimits(c.PushLimits)...)
+	errs = append(errs, c.Metrics.validate()...)
 	if c.DBMaxConns < 1 || c.DBMaxConns > 10_000 {
 		errs = append(errs, fmt.Errorf("TIDEMARK_DB_MAX_CONNS must be between 1 and 10000 (got %d)", c.DBMaxConns))
 	}
@@ -305,6 +307,7 @@ func bindConfig(fs *flag.FlagSet, c *Config) error {
 	bindWebsocketLimits(fs, &c.WebsocketLimits, &errs)
 	bindRequestLimits(fs, &c.RequestLimits, &errs)
 	bindPushLimits(fs, &c.PushLimits, &errs)
+	bindMetrics(fs, &c.Metrics)
 	return errors.Join(errs...)
 }
 
