@@ -58,6 +58,8 @@ type Metrics struct {
 	operations, codes, sqlStates *capped
 
 	sources *sources
+	// collectors is everything in registry, for the dashboard's check.
+	collectors []prometheus.Collector
 }
 
 // New returns the metrics of one server, with the Go runtime's and the
@@ -113,12 +115,13 @@ func New() *Metrics {
 		sqlStates:  newCapped(maxSQLStates),
 		sources:    &sources{},
 	}
-	m.registry.MustRegister(
+	m.collectors = []prometheus.Collector{
 		m.requestDuration, m.rejections, m.pushRows, m.pulledDocuments, m.pullBehind,
 		m.fanOutLag, m.notifierCycle, m.txRetries, m.sources,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	)
+	}
+	m.registry.MustRegister(m.collectors...)
 	return m
 }
 
