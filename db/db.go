@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Dialect is the database the pool talks to. Statements are portable; the
@@ -48,6 +49,9 @@ type PoolConfig struct {
 	StartupTimeout time.Duration
 	// Tracer, if set, sees every query (tests count statements with it).
 	Tracer pgx.QueryTracer
+	// TracerProvider, if set, traces every statement under the request's
+	// span (OpenTelemetry, through otelpgx; see withTracing).
+	TracerProvider trace.TracerProvider
 }
 
 func (c PoolConfig) withDefaults() PoolConfig {
@@ -85,6 +89,7 @@ func Open(ctx context.Context, url string, cfg PoolConfig, log *slog.Logger) (*D
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg = cfg.withDefaults()
+	cfg.Tracer = withTracing(cfg.Tracer, cfg.TracerProvider)
 	pc, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("database URL (want postgres://user:password@host:port/database?sslmode=...): %w", err)

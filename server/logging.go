@@ -6,10 +6,18 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/tidemark/tidemark/wsgorilla"
 )
 
 type loggerKey struct{}
@@ -45,41 +53,70 @@ func saneRequestID(id string) bool {
 	return true
 }
 
-// withRequestLogging gives every request an id, a logger carrying it, and
-// one access-log line when it ends.
-func withRequestLogging(base *slog.Logger, next http.Handler) http.Handler {
+// withRequestLogging gives every request an id, a logger carrying it (and,
+// when tracing is on or a traceparent came in, the trace and span ids), a
+// span for a GraphQL request when tracing is on, and one access-log line
+// when it ends, with the status the client got. tracer nil: tracing off.
+func withRequestLogging(base *slog.Logger, tracer trace.Tracer, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get(RequestIDHeader)
 		if !saneRequestID(id) {
 			id = newRequestID()
 		}
 		w.Header().Set(RequestIDHeader, id)
-		log := base.With("request_id", id)
-		ctx := context.WithValue(r.Context(), loggerKey{}, log)
+		r, span := startRequestSpan(tracer, r)
+		reqLog := base.With("request_id", id)
+		log := reqLog
+		ctx := r.Context()
+		if ids := traceIDs(ctx); ids != nil {
+			log = reqLog.With(ids...)
+			ctx = context.WithValue(ctx, baseLoggerKey{}, reqLog)
+		}
+		ctx = context.WithValue(ctx, loggerKey{}, log)
 		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK, log: log}
 		next.ServeHTTP(rec, r.WithContext(ctx))
+		endRequestSpan(span, rec.status)
 		log.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
 			"duration_ms", float64(time.Since(start).Microseconds())/1000)
 	})
 }
 
-// statusRecorder remembers the status code for the access log. It forwards
-// Flush and Hijack (gorilla/websocket asserts http.Hijacker directly) so
-// streaming and websockets still work.
+// statusRecorder remembers the status the client got, for the access log:
+// the first one written (a later WriteHeader cannot change what was sent),
+// 200 on a first Write, 101 on a hijack. A second WriteHeader is dropped
+// here, with a debug line, rather than reaching net/http, which would
+// print its "superfluous WriteHeader" line. It forwards Flush and Hijack
+// (gorilla/websocket asserts http.Hijacker directly) so streaming and
+// websockets still work.
 type statusRecorder struct {
 	http.ResponseWriter
-	status int
+	status      int
+	wroteHeader bool
+	log         *slog.Logger
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
-	s.status = code
+	if s.wroteHeader {
+		s.log.Debug("response status already sent; a later one is dropped", "status", s.status, "dropped", code)
+		return
+	}
+	if code >= 200 || code == http.StatusSwitchingProtocols {
+		// 1xx informational responses (103 Early Hints) come before the real one.
+		s.status, s.wroteHeader = code, true
+	}
 	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	s.wroteHeader = true
+	return s.ResponseWriter.Write(b)
 }
 
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func (s *statusRecorder) Flush() {
+	s.wroteHeader = true
 	if f, ok := s.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
@@ -90,6 +127,83 @@ func (s *statusRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if !ok {
 		return nil, nil, errors.New("response writer cannot be hijacked")
 	}
-	s.status = http.StatusSwitchingProtocols
-	return h.Hijack()
+	conn, rw, err := h.Hijack()
+	if err == nil && !s.wroteHeader {
+		s.status, s.wroteHeader = http.StatusSwitchingProtocols, true
+	}
+	return conn, rw, err
+}
+
+// HTTPErrorLog is the http.Server.ErrorLog that sends net/http's own lines
+// (a handler that panicked, a failed accept, a TLS handshake that failed)
+// to log as records of their own, so a JSON log holds only JSON. TLS
+// handshake errors, which every scanner and dropped mobile connection
+// causes, are debug lines; the rest are warnings.
+func HTTPErrorLog(log *slog.Logger) *stdlog.Logger {
+	return stdlog.New(httpErrorWriter{log}, "", 0)
+}
+
+type httpErrorWriter struct{ log *slog.Logger }
+
+func (w httpErrorWriter) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	level := slog.LevelWarn
+	if strings.HasPrefix(line, "http: TLS handshake error") {
+		level = slog.LevelDebug
+	}
+	w.log.Log(context.Background(), level, "http server", "source", "net/http", "err", line)
+	return len(p), nil
+}
+
+// websocketSubprotocols are those gqlgen's websocket transport offers.
+var websocketSubprotocols = []string{"graphql-ws", "graphql-transport-ws"}
+
+// loggedUpgrades accepts websocket upgrades before gqlgen's transport does,
+// so that a refused one (an origin not allowed, a request that is no
+// handshake) is logged through slog, with the origin, rather than printed
+// by gqlgen with the standard logger, and answered once, with the status
+// the access log then records. An accepted connection is handed to the
+// transport as it is.
+type loggedUpgrades struct {
+	transport.Websocket
+	log *slog.Logger
+}
+
+func (t loggedUpgrades) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	conn, err := t.Implementation.Accept(w, r, transport.WebsocketAcceptOptions{
+		ResponseHeader: http.Header{},
+		Subprotocols:   websocketSubprotocols,
+	})
+	if err != nil {
+		status := 0
+		var refused *wsgorilla.HandshakeError
+		if errors.As(err, &refused) {
+			status = refused.Status
+		}
+		level := slog.LevelInfo
+		if status == http.StatusForbidden {
+			// Often an app whose origin is missing from TIDEMARK_ALLOWED_ORIGINS.
+			level = slog.LevelWarn
+		}
+		Logger(r.Context(), t.log).Log(r.Context(), level, "websocket upgrade refused",
+			"origin", truncate(r.Header.Get("Origin"), 200), "status", status, "err", err)
+		return
+	}
+	ws := t.Websocket
+	ws.Implementation = acceptedConn{conn}
+	ws.Do(w, r, exec)
+}
+
+// acceptedConn hands gqlgen's transport a connection accepted already.
+type acceptedConn struct{ conn transport.WebsocketConn }
+
+func (a acceptedConn) Accept(http.ResponseWriter, *http.Request, transport.WebsocketAcceptOptions) (transport.WebsocketConn, error) {
+	return a.conn, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/rs/cors"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tidemark/tidemark/apperr"
 	"github.com/tidemark/tidemark/auth"
@@ -80,6 +81,11 @@ type Config struct {
 	// ResponseContext, if set, prepares the context of every response (each
 	// query, and each event of a subscription): the per-response dataloaders.
 	ResponseContext func(ctx context.Context) context.Context
+
+	// TracerProvider, when set, traces every GraphQL operation (a span per
+	// operation, continuing an incoming W3C traceparent) and puts the trace
+	// and span ids in the request's log lines; nil: tracing is off.
+	TracerProvider trace.TracerProvider
 
 	// QueryCacheBytes bounds the parsed-query cache and APQBytes the
 	// automatic persisted queries (defaults 32 MiB and 16 MiB).
@@ -203,7 +209,7 @@ func newCaches(cfg Config) (graphql.Cache[*ast.QueryDocument], graphql.Cache[str
 func newGraphQL(cfg Config, limits *requestLimits, queryCache graphql.Cache[*ast.QueryDocument], apqCache graphql.Cache[string]) *handler.Server {
 	srv := handler.New(cfg.Schema)
 	// The websocket transport first: it claims upgrade requests.
-	srv.AddTransport(websocketTransport(cfg))
+	srv.AddTransport(loggedUpgrades{websocketTransport(cfg), cfg.Logger})
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(httpTransport{log: cfg.Logger})
 	if cfg.Metrics.Metrics != nil {
@@ -231,6 +237,10 @@ func newGraphQL(cfg Config, limits *requestLimits, queryCache graphql.Cache[*ast
 		srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
 			return next(cfg.ResponseContext(ctx))
 		})
+	}
+	if cfg.TracerProvider != nil {
+		// Added last, so outermost: the span covers every other middleware.
+		srv.AroundOperations(traceOperations(cfg.TracerProvider.Tracer(tracerName), cfg.SyncFields))
 	}
 	return srv
 }
@@ -289,7 +299,11 @@ func New(cfg Config) (http.Handler, error) {
 		corsOptions.AllowOriginFunc = func(string) bool { return false }
 	}
 	corsHandler := cors.New(corsOptions)
-	return withRequestLogging(cfg.Logger, corsOnlyOn("/graphql", corsHandler, mux)), nil
+	var tracer trace.Tracer
+	if cfg.TracerProvider != nil {
+		tracer = cfg.TracerProvider.Tracer(tracerName)
+	}
+	return withRequestLogging(cfg.Logger, tracer, corsOnlyOn("/graphql", corsHandler, mux)), nil
 }
 
 // limitBody bounds what a client may upload in one request. A body of

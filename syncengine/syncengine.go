@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/tidemark/tidemark/apperr"
 	"github.com/tidemark/tidemark/collections"
 	"github.com/tidemark/tidemark/syncrules"
@@ -41,6 +43,7 @@ type Engine struct {
 	store     Store
 	listeners []CommitListener
 	rules     *syncrules.Rules
+	tracer    trace.Tracer // spans of pulls and pushes (tracing.go)
 	// pushLimits bound the bytes of push input (limits.go).
 	pushLimits PushLimits
 	observer   Observer // observer.go
@@ -48,7 +51,7 @@ type Engine struct {
 
 // New returns an engine over store. Until UseRules is called every caller
 // syncs its whole tenant.
-func New(store Store) *Engine { return &Engine{store: store} }
+func New(store Store) *Engine { return &Engine{store: store, tracer: noopTracer} }
 
 // UseRules makes the engine apply sync rules (partial replication): which
 // documents each caller pulls, streams and may push, and the bucket rows
@@ -84,7 +87,9 @@ type PullResult struct {
 // which include removals of documents that left it and the documents that
 // entered it with everything that came along. A checkpoint older than what
 // the tombstone purge kept, or from another set, is CHECKPOINT_EXPIRED.
-func (e *Engine) Pull(ctx context.Context, caller Caller, c *collections.Collection, cursor *string, limit int) (PullResult, error) {
+func (e *Engine) Pull(ctx context.Context, caller Caller, c *collections.Collection, cursor *string, limit int) (res PullResult, err error) {
+	ctx, span := e.startSpan(ctx, "syncengine.Pull", c)
+	defer func() { endSpan(span, len(res.Documents), err) }()
 	if limit < 1 || limit > MaxPullLimit {
 		return PullResult{}, apperr.Invalid("limit", "must be between 1 and %d (got %d)", MaxPullLimit, limit)
 	}
@@ -153,7 +158,9 @@ type Caller struct {
 // sent: conflicts (the server's document, unchanged) and merges (the merged
 // document as written). Rows written as sent, and retries of writes the
 // server already has, add nothing to the result.
-func (e *Engine) Push(ctx context.Context, caller Caller, c *collections.Collection, rows []PushRow) ([]collections.Document, error) {
+func (e *Engine) Push(ctx context.Context, caller Caller, c *collections.Collection, rows []PushRow) (adopt []collections.Document, err error) {
+	ctx, span := e.startSpan(ctx, "syncengine.Push", c, attrRows.Int(len(rows)))
+	defer func() { endSpan(span, len(adopt), err) }()
 	if len(rows) > MaxPushRows {
 		return nil, apperr.Invalid("rows", "at most %d rows per push (got %d)", MaxPushRows, len(rows))
 	}
@@ -179,7 +186,7 @@ func (e *Engine) Push(ctx context.Context, caller Caller, c *collections.Collect
 	var heads map[*collections.Collection]int64
 	var written []collections.Document
 	var outcomes PushOutcomes
-	err := e.store.WriteDocuments(ctx, caller.TenantID, c, func(w collections.Writer) error {
+	err = e.store.WriteDocuments(ctx, caller.TenantID, c, func(w collections.Writer) error {
 		// This closure may run again on a retry: start from scratch each time.
 		result, written, heads = nil, nil, map[*collections.Collection]int64{}
 		masters, err := w.Get(ctx, ids)

@@ -16,6 +16,8 @@ import (
 	"net/http"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/tidemark/tidemark/auth"
 	"github.com/tidemark/tidemark/collections"
 	"github.com/tidemark/tidemark/dataloader"
@@ -81,6 +83,11 @@ type Config struct {
 	// PushLimits bound the bytes of one push row and one push (zero:
 	// collections.DefaultMaxRowBytes and DefaultMaxPushBytes).
 	PushLimits syncengine.PushLimits
+	// TracerProvider, when set, traces GraphQL operations and the sync
+	// engine's pulls and pushes under them (the database's spans come from
+	// the pool: db.PoolConfig.TracerProvider). Nil: Server.TracerProvider,
+	// and with neither tracing is off.
+	TracerProvider trace.TracerProvider
 	// Server configures the HTTP surface. Build fills in Schema, Verifier,
 	// Ready, Heads and ResponseContext, and MaxBodyBytes when it is zero
 	// (DefaultMaxBodyBytes).
@@ -103,6 +110,10 @@ func (c Config) withDefaults() Config {
 	if c.Server.Logger == nil {
 		c.Server.Logger = c.Logger
 	}
+	if c.TracerProvider == nil {
+		c.TracerProvider = c.Server.TracerProvider
+	}
+	c.Server.TracerProvider = c.TracerProvider
 	return c
 }
 
@@ -133,6 +144,7 @@ func Build(d *db.DB, cfg Config) (*Built, error) {
 
 	engine := syncengine.New(d)
 	engine.SetPushLimits(cfg.PushLimits)
+	engine.SetTracerProvider(cfg.TracerProvider)
 	rules := cfg.SyncRules
 	if rules == nil {
 		var err error

@@ -136,16 +136,23 @@ func (i Implementation) Accept(w http.ResponseWriter, r *http.Request, opts tran
 		WriteBufferSize:   sizeOr(i.WriteBufferSize, DefaultWriteBufferSize),
 		WriteBufferPool:   i.WriteBufferPool,
 		Subprotocols:      preferredSubprotocols(opts.Subprotocols),
-		Error:             writeHandshakeError,
 		CheckOrigin:       i.CheckOrigin,
 		EnableCompression: i.EnableCompression,
 	}
 	if upgrader.WriteBufferPool == nil {
 		upgrader.WriteBufferPool = sharedWriteBufferPool(upgrader.WriteBufferSize)
 	}
+	refused := 0
+	upgrader.Error = func(w http.ResponseWriter, r *http.Request, status int, reason error) {
+		refused = status
+		writeHandshakeError(w, r, status, reason)
+	}
 
 	ws, err := upgrader.Upgrade(w, r, upgradeResponseHeader(w.Header(), opts.ResponseHeader))
 	if err != nil {
+		if refused != 0 {
+			return nil, &HandshakeError{Status: refused, Err: err}
+		}
 		return nil, err
 	}
 	// The http.Server's ReadTimeout/WriteTimeout deadlines must not reach a
@@ -411,11 +418,24 @@ func upgradeResponseHeader(fromWriter, fromGqlgen http.Header) http.Header {
 	return h
 }
 
+// HandshakeError is the error of an upgrade Accept refused: it has already
+// answered the request with Status (403 for an origin CheckOrigin refused,
+// 400 for a request that is not a websocket handshake). gqlgen's transport
+// would print it with the standard logger and try to answer again; callers
+// that log through slog accept the upgrade themselves first (see server's
+// loggedUpgrades).
+type HandshakeError struct {
+	Status int
+	Err    error
+}
+
+func (e *HandshakeError) Error() string { return e.Err.Error() }
+func (e *HandshakeError) Unwrap() error { return e.Err }
+
 // writeHandshakeError answers a refused upgrade in gqlgen's error format.
-// gqlgen writes its own 400 "unable to upgrade" after Accept fails; with
-// Content-Length set here, that second body is rejected by net/http instead
-// of being appended to this one (net/http still logs a superfluous
-// WriteHeader).
+// Should gqlgen write its own 400 "unable to upgrade" after Accept fails,
+// Content-Length set here makes net/http reject that second body instead
+// of appending it to this one.
 func writeHandshakeError(w http.ResponseWriter, _ *http.Request, status int, reason error) {
 	body, err := json.Marshal(map[string]any{
 		"errors": []map[string]string{{"message": reason.Error()}},

@@ -10,6 +10,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/tidemark/tidemark/auth"
@@ -41,6 +42,7 @@ type Main struct {
 	http     *http.Server
 	debug    *http.Server
 	serveErr chan error
+	tracing  *tracing         // nil: tracing off
 	metrics  *metricsEndpoint // nil: metrics off (metrics_config.go)
 
 	background     context.Context
@@ -73,6 +75,15 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			m.Close(context.WithoutCancel(ctx))
 		}
 	}()
+	// The port is taken before anything starts: a port in use stops the
+	// start at once, before an embedded PostgreSQL starts or a database
+	// is waited for.
+	if m.listener, err = listen(m.Config.ListenAddr()); err != nil {
+		return err
+	}
+	if m.tracing, err = startTracing(ctx, m.Config.Tracing, m.Log); err != nil {
+		return err
+	}
 	if m.metrics, err = startMetrics(m.Config.Metrics, m.Log); err != nil {
 		return err
 	}
@@ -117,6 +128,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		TombstoneRetention:     m.Config.TombstoneRetention,
 		TombstonePurgeInterval: m.Config.TombstonePurgeInterval,
 		PushLimits:             m.Config.PushLimits,
+		TracerProvider:         m.tracing.Provider(),
 		Server: m.Config.RequestLimits.into(server.Config{
 			Introspection:   m.Config.IntrospectionEnabled(),
 			PlaygroundToken: m.DevToken,
@@ -141,18 +153,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	// Websockets live until Close cancels this context; closing it ends
 	// every websocket, so clients reconnect elsewhere.
 	m.background, m.stopBackground = context.WithCancel(context.WithoutCancel(ctx))
-
-	m.listener, err = net.Listen("tcp", m.Config.ListenAddr())
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", m.Config.ListenAddr(), err)
-	}
 	m.http = &http.Server{
 		Handler:           m.built.Handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(m.Log.Handler(), slog.LevelWarn),
+		ErrorLog:          server.HTTPErrorLog(m.Log),
 		BaseContext:       func(net.Listener) context.Context { return m.background },
 	}
 	m.serveErr = make(chan error, 1)
@@ -186,7 +193,7 @@ func (m *Main) serveDebug() error {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	m.debug = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	m.debug = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: server.HTTPErrorLog(m.Log)}
 	go m.debug.Serve(ln)
 	m.Log.Info("debug listener serving /debug/pprof", "addr", ln.Addr().String())
 	return nil
@@ -221,7 +228,7 @@ func (m *Main) openDatabase(ctx context.Context) error {
 		url = cluster.URL("tidemark")
 		m.Log.Info("embedded PostgreSQL started", "data_dir", cluster.DataDir(), "cluster_dir", cluster.ClusterDir(), "port", cluster.Port())
 	}
-	d, err := db.Open(ctx, url, db.PoolConfig{MaxConns: int32(m.Config.DBMaxConns)}, m.Log)
+	d, err := db.Open(ctx, url, db.PoolConfig{MaxConns: int32(m.Config.DBMaxConns), TracerProvider: m.tracing.Provider()}, m.Log)
 	if err != nil {
 		return err
 	}
@@ -280,6 +287,8 @@ func (m *Main) Close(ctx context.Context) error {
 			m.http.Close()
 		}
 		cancel()
+	} else if m.listener != nil {
+		m.listener.Close() // Run stopped before serving
 	}
 	if m.debug != nil {
 		m.debug.Close()
@@ -304,7 +313,24 @@ func (m *Main) Close(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("stop embedded PostgreSQL: %w", err))
 		}
 	}
+	// Last: the spans of the requests that shutdown let finish go out too.
+	if err := m.tracing.Close(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("flush traces: %w", err))
+	}
 	return errors.Join(errs...)
+}
+
+// listen takes the server's port. A port in use gets a message that says
+// what to do about it.
+func listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("listen on %s: the address is already in use, by another Tidemark or another program: stop it, or choose another address with --addr or TIDEMARK_ADDR", addr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return ln, nil
 }
 
 // browsable turns a listen address like [::]:8080 into one a browser opens.

@@ -49,6 +49,7 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	PollInterval    time.Duration // how often live sync looks for other instances' commits
 	DebugAddr       string        // if set, a separate listener serves /debug/pprof
+	Tracing         string        // "otlp", "off", or "" (from the OTEL_* variables); tracing.go
 	NoCache         bool          // serve by-id lookups from the database alone (for comparison)
 	CacheDocuments  int64         // capacity of the by-id document cache
 	CacheTTL        time.Duration // longest a cached document is served
@@ -170,6 +171,9 @@ func (c Config) validate() error {
 	if err := c.RequestLimits.validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if _, err := tracingExporter(c.Tracing); err != nil {
+		errs = append(errs, err)
+	}
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("TIDEMARK_SHUTDOWN_TIMEOUT must not be negative"))
 	}
@@ -270,14 +274,28 @@ func (c Config) Origins() []string {
 	return out
 }
 
-// bindConfig registers the shared flags on fs, with defaults taken from the
-// environment. It fails on an environment variable it cannot read, rather
-// than silently running with a default the operator did not choose.
-func bindConfig(fs *flag.FlagSet, c *Config) error {
-	var errs envErrors
-	fs.StringVar(&c.Addr, "addr", env("TIDEMARK_ADDR", defaults.Addr), "listen address; empty means "+DefaultAddr+", or "+DevAddr+" (loopback only) in dev mode (TIDEMARK_ADDR)")
+// bindMigrateConfig registers the flags of `tidemark migrate`, which serve
+// takes too: the database, the data folder, the sync rules and the log.
+// Defaults come from the environment.
+func bindMigrateConfig(fs *flag.FlagSet, c *Config) error {
 	fs.StringVar(&c.DatabaseURL, "database-url", env("TIDEMARK_DATABASE_URL", ""), "PostgreSQL or CockroachDB URL; empty starts the embedded PostgreSQL (TIDEMARK_DATABASE_URL)")
 	fs.StringVar(&c.DataDir, "data-dir", env("TIDEMARK_DATA_DIR", defaults.DataDir), "folder of the embedded PostgreSQL and dev secret (TIDEMARK_DATA_DIR)")
+	fs.StringVar(&c.SyncRules, "sync-rules", env("TIDEMARK_SYNC_RULES", ""), "sync rules file (docs/sync-rules.md); empty means the default rules (TIDEMARK_SYNC_RULES)")
+	fs.StringVar(&c.LogLevel, "log-level", env("TIDEMARK_LOG_LEVEL", defaults.LogLevel), "debug, info, warn or error (TIDEMARK_LOG_LEVEL)")
+	fs.StringVar(&c.LogFormat, "log-format", env("TIDEMARK_LOG_FORMAT", defaults.LogFormat), "text or json (TIDEMARK_LOG_FORMAT)")
+	return nil
+}
+
+// bindConfig registers every flag of `tidemark serve` on fs (migrate's and
+// the server's), with defaults taken from the environment. It fails on an
+// environment variable it cannot read, rather than silently running with a
+// default the operator did not choose.
+func bindConfig(fs *flag.FlagSet, c *Config) error {
+	var errs envErrors
+	if err := bindMigrateConfig(fs, c); err != nil {
+		errs = append(errs, err)
+	}
+	fs.StringVar(&c.Addr, "addr", env("TIDEMARK_ADDR", defaults.Addr), "listen address; empty means "+DefaultAddr+", or "+DevAddr+" (loopback only) in dev mode (TIDEMARK_ADDR)")
 	fs.StringVar(&c.JWTSecret, "jwt-secret", env("TIDEMARK_JWT_SECRET", ""), "HS256 secret for bearer tokens; with no JWKS either, empty means dev mode (TIDEMARK_JWT_SECRET)")
 	fs.StringVar(&c.JWKSURL, "jwks-url", env("TIDEMARK_JWKS_URL", ""), "identity provider's JWKS endpoint; its RS/PS/ES/EdDSA tokens are accepted (TIDEMARK_JWKS_URL)")
 	fs.StringVar(&c.JWKSFile, "jwks-file", env("TIDEMARK_JWKS_FILE", ""), "file of JWKS JSON or PEM public keys, instead of a JWKS URL (TIDEMARK_JWKS_FILE)")
@@ -288,8 +306,6 @@ func bindConfig(fs *flag.FlagSet, c *Config) error {
 	fs.StringVar(&c.JWTRoleClaim, "jwt-role-claim", env("TIDEMARK_JWT_ROLE_CLAIM", defaults.JWTRoleClaim), "claim name or dotted path of the role the sync rules read (TIDEMARK_JWT_ROLE_CLAIM)")
 	fs.DurationVar(&c.JWKSRefreshInterval, "jwks-refresh-interval", errs.duration("TIDEMARK_JWKS_REFRESH_INTERVAL", defaults.JWKSRefreshInterval), "how often the JWKS is fetched anew (TIDEMARK_JWKS_REFRESH_INTERVAL)")
 	fs.DurationVar(&c.JWKSUnknownKIDInterval, "jwks-unknown-kid-interval", errs.duration("TIDEMARK_JWKS_UNKNOWN_KID_INTERVAL", defaults.JWKSUnknownKIDInterval), "least time between JWKS fetches caused by tokens with an unknown kid (TIDEMARK_JWKS_UNKNOWN_KID_INTERVAL)")
-	fs.StringVar(&c.LogLevel, "log-level", env("TIDEMARK_LOG_LEVEL", defaults.LogLevel), "debug, info, warn or error (TIDEMARK_LOG_LEVEL)")
-	fs.StringVar(&c.LogFormat, "log-format", env("TIDEMARK_LOG_FORMAT", defaults.LogFormat), "text or json (TIDEMARK_LOG_FORMAT)")
 	fs.StringVar(&c.Introspection, "introspection", env("TIDEMARK_INTROSPECTION", defaults.Introspection), "auto (on in dev mode), true or false (TIDEMARK_INTROSPECTION)")
 	fs.StringVar(&c.Demo, "demo", env("TIDEMARK_DEMO", ""), "serve the demo app at /demo: on, off, or auto (empty: on in dev mode only) (TIDEMARK_DEMO)")
 	fs.StringVar(&c.AllowedOrigins, "allowed-origins", env("TIDEMARK_ALLOWED_ORIGINS", ""), "comma-separated browser origins allowed to call the API; dev mode allows any (TIDEMARK_ALLOWED_ORIGINS)")
@@ -300,9 +316,9 @@ func bindConfig(fs *flag.FlagSet, c *Config) error {
 	fs.BoolVar(&c.NoCache, "no-cache", env("TIDEMARK_NO_CACHE", "") == "true", "turn the by-id document cache off (TIDEMARK_NO_CACHE=true)")
 	fs.Int64Var(&c.CacheDocuments, "cache-documents", errs.int64("TIDEMARK_CACHE_DOCUMENTS", defaults.CacheDocuments), "documents the by-id cache holds (TIDEMARK_CACHE_DOCUMENTS)")
 	fs.DurationVar(&c.CacheTTL, "cache-ttl", errs.duration("TIDEMARK_CACHE_TTL", defaults.CacheTTL), "longest a cached document is served, a backstop to invalidation (TIDEMARK_CACHE_TTL)")
-	fs.StringVar(&c.SyncRules, "sync-rules", env("TIDEMARK_SYNC_RULES", ""), "sync rules file (docs/sync-rules.md); empty means the default rules (TIDEMARK_SYNC_RULES)")
 	fs.DurationVar(&c.TombstoneRetention, "tombstone-retention", errs.duration("TIDEMARK_TOMBSTONE_RETENTION", defaults.TombstoneRetention), "how long deleted documents and removals are kept for offline devices (TIDEMARK_TOMBSTONE_RETENTION)")
 	fs.DurationVar(&c.TombstonePurgeInterval, "tombstone-purge-interval", errs.duration("TIDEMARK_TOMBSTONE_PURGE_INTERVAL", defaults.TombstonePurgeInterval), "how often tombstones older than the retention are purged (TIDEMARK_TOMBSTONE_PURGE_INTERVAL)")
+	fs.StringVar(&c.Tracing, "tracing", env("TIDEMARK_TRACING", ""), "otlp sends OpenTelemetry traces over OTLP/HTTP (to OTEL_EXPORTER_OTLP_ENDPOINT); off never does; empty: on when OTEL_TRACES_EXPORTER=otlp or an OTLP endpoint is set (TIDEMARK_TRACING)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", env("TIDEMARK_DEBUG_ADDR", ""), "if set, serve Go's /debug/pprof profiles on this separate address, e.g. 127.0.0.1:6060 (TIDEMARK_DEBUG_ADDR)")
 	bindWebsocketLimits(fs, &c.WebsocketLimits, &errs)
 	bindRequestLimits(fs, &c.RequestLimits, &errs)

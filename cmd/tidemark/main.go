@@ -76,6 +76,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		_, err := io.WriteString(stdout, usage)
 		return err
 	case "version":
+		if len(args) > 0 && isHelpFlag(args[0]) {
+			fmt.Fprint(stderr, "Usage: tidemark version\n\nPrint the version and build information.\n")
+			return flag.ErrHelp
+		}
 		return version(stdout)
 	case "serve":
 		return serve(ctx, args, stderr)
@@ -84,6 +88,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "token":
 		return token(args, stdout, stderr)
 	case "bench":
+		if len(args) > 0 && isHelpFlag(args[0]) {
+			fmt.Fprint(stderr, "Usage: tidemark bench sync|stream|read|rules|soak [flags]\n\nMeasure a running server (docs/benchmarks.md). Run \"tidemark bench KIND -h\" for a benchmark's flags.\n")
+			return flag.ErrHelp
+		}
 		return bench(ctx, args, stdout, stderr)
 	}
 	return fmt.Errorf("unknown command %q (want serve, migrate, token, bench or version; see tidemark -h)", command)
@@ -125,11 +133,21 @@ func version(stdout io.Writer) error {
 	return err
 }
 
+// commandFlags are the flags each command that takes a Config binds, and
+// the line its -h starts with: a command lists only the flags it reads.
+var commandFlags = map[string]struct {
+	bind    func(*flag.FlagSet, *Config) error
+	summary string
+}{
+	"serve":   {bindConfig, "run the server; with no database URL it starts an embedded PostgreSQL"},
+	"migrate": {bindMigrateConfig, "bring the database schema and bucket membership up to date"},
+}
+
 func parseConfig(name string, args []string, stderr io.Writer) (Config, *slog.Logger, error) {
 	var cfg Config
-	fs := flag.NewFlagSet("tidemark "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	envErr := bindConfig(fs, &cfg)
+	command := commandFlags[name]
+	fs := newFlagSet(name, command.summary, stderr)
+	envErr := command.bind(fs, &cfg)
 	if err := fs.Parse(args); err != nil {
 		return cfg, nil, err
 	}
@@ -138,6 +156,18 @@ func parseConfig(name string, args []string, stderr io.Writer) (Config, *slog.Lo
 	}
 	log, err := newLogger(cfg, stderr)
 	return cfg, log, err
+}
+
+// newFlagSet is a command's flag set, whose -h says what the command does
+// and lists its flags, each with its environment variable.
+func newFlagSet(name, summary string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("tidemark "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: tidemark %s [flags]\n\n%s.\n\nFlags:\n", name, strings.ToUpper(summary[:1])+summary[1:])
+		fs.PrintDefaults()
+	}
+	return fs
 }
 
 func newLogger(cfg Config, w io.Writer) (*slog.Logger, error) {
@@ -222,8 +252,7 @@ func migrate(ctx context.Context, args []string, stderr io.Writer) error {
 // token prints a bearer token signed with the configured secret (or, with
 // none configured, the dev secret of the data folder).
 func token(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("tidemark token", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("token", "print a bearer token signed with TIDEMARK_JWT_SECRET, or with the dev secret of the data folder", stderr)
 	tenant := fs.String("tenant", "", "tenant id (required)")
 	user := fs.String("user", "", "user id (required)")
 	ttl := fs.Duration("ttl", 24*time.Hour, "how long the token is valid")
