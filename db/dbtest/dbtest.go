@@ -181,7 +181,7 @@ func SetDefaultIsolation(ctx context.Context, dbURL, level string) error {
 	stmt := fmt.Sprintf("ALTER DATABASE %s SET default_transaction_isolation = %s",
 		pgx.Identifier{name}.Sanitize(), quoteLiteral(level))
 	if err := exec(ctx, dbURL, stmt); err != nil {
-		return fmt.Errorf("default isolation %s: %w", EnvDefaultIsolation, level, err)
+		return fmt.Errorf("set default isolation %q: %w", level, err)
 	}
 	return nil
 }
