@@ -19,7 +19,7 @@ import (
 // the collections and the error rates of every tenant together.
 type MetricsConfig struct {
 	// Switch is TIDEMARK_METRICS: "on" serves /metrics on the main
-	// listener, "off" (the default) does not.
+	// listener, "off" or empty (the default) does not.
 	Switch string
 	// Addr is TIDEMARK_METRICS_ADDR: if set, /metrics is served on a
 	// listener of its own at this address (e.g. 127.0.0.1:9090), which a
@@ -28,7 +28,7 @@ type MetricsConfig struct {
 }
 
 func bindMetrics(fs *flag.FlagSet, c *MetricsConfig) {
-	fs.StringVar(&c.Switch, "metrics", env("TIDEMARK_METRICS", "off"), "on serves Prometheus metrics at /metrics on the main listener; off does not (TIDEMARK_METRICS)")
+	fs.StringVar(&c.Switch, "metrics", env("TIDEMARK_METRICS", ""), "on serves Prometheus metrics at /metrics on the main listener; off or empty does not (TIDEMARK_METRICS)")
 	fs.StringVar(&c.Addr, "metrics-addr", env("TIDEMARK_METRICS_ADDR", ""), "if set, serve Prometheus metrics at /metrics on this separate address, e.g. 127.0.0.1:9090 (TIDEMARK_METRICS_ADDR)")
 }
 
