@@ -18,8 +18,13 @@ const (
 	Forbidden       Code = "FORBIDDEN"
 	NotFound        Code = "NOT_FOUND"
 	Conflict        Code = "CONFLICT"
-	Unavailable     Code = "UNAVAILABLE"
-	Internal        Code = "INTERNAL"
+	// Unavailable: the server cannot serve the request now, through no
+	// fault of it (the database is out or did not answer in time, or the
+	// caller holds too many connections); the same request may succeed
+	// later: retry with backoff. A websocket refused or dropped for such a
+	// reason closes with 1013.
+	Unavailable Code = "UNAVAILABLE"
+	Internal    Code = "INTERNAL"
 	// CheckpointExpired: the checkpoint is older than what the server keeps
 	// (tombstones are purged after a retention period) or belongs to
 	// another sync set; the client starts again from a null checkpoint,

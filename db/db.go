@@ -47,6 +47,14 @@ type PoolConfig struct {
 	// StartupTimeout bounds how long Open keeps retrying the first ping, so a
 	// server that starts together with its database waits for it.
 	StartupTimeout time.Duration
+	// AcquireTimeout bounds the wait for a connection, a new one's opening
+	// included (default DefaultAcquireTimeout); StatementTimeout is the
+	// sessions' statement_timeout, and the client gives up on a statement
+	// a little after it, in case the database never answers (default
+	// DefaultStatementTimeout). Negative: no bound. A request past either
+	// fails as IsUnavailable.
+	AcquireTimeout   time.Duration
+	StatementTimeout time.Duration
 	// Tracer, if set, sees every query (tests count statements with it).
 	Tracer pgx.QueryTracer
 	// TracerProvider, if set, traces every statement under the request's
@@ -70,6 +78,12 @@ func (c PoolConfig) withDefaults() PoolConfig {
 	if c.StartupTimeout == 0 {
 		c.StartupTimeout = 30 * time.Second
 	}
+	if c.AcquireTimeout == 0 {
+		c.AcquireTimeout = DefaultAcquireTimeout
+	}
+	if c.StatementTimeout == 0 {
+		c.StatementTimeout = DefaultStatementTimeout
+	}
 	return c
 }
 
@@ -79,6 +93,7 @@ type DB struct {
 	Dialect Dialect
 	log     *slog.Logger
 	health  *healthCheck
+	outage  *outageLog
 	retried atomic.Pointer[func(sqlstate string)] // ObserveRetries
 }
 
@@ -102,8 +117,17 @@ func Open(ctx context.Context, url string, cfg PoolConfig, log *slog.Logger) (*D
 	pc.MaxConnLifetimeJitter = cfg.MaxConnLifetime / 10
 	pc.MaxConnIdleTime = cfg.MaxConnIdleTime
 	pc.HealthCheckPeriod = cfg.HealthCheckPeriod
-	if cfg.Tracer != nil {
-		pc.ConnConfig.Tracer = cfg.Tracer
+	outage := &outageLog{log: log}
+	pc.ConnConfig.Tracer = &boundedTracer{acquire: cfg.AcquireTimeout, statement: cfg.StatementTimeout, next: cfg.Tracer, outage: outage}
+	if cfg.AcquireTimeout > 0 {
+		pc.ConnConfig.ConnectTimeout = cfg.AcquireTimeout
+	}
+	if cfg.StatementTimeout > 0 {
+		set := statementTimeoutSQL(cfg.StatementTimeout)
+		pc.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+			_, err := conn.Exec(ctx, set)
+			return err
+		}
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
@@ -113,7 +137,7 @@ func Open(ctx context.Context, url string, cfg PoolConfig, log *slog.Logger) (*D
 		pool.Close()
 		return nil, err
 	}
-	d := &DB{Pool: pool, log: log, health: newHealthCheck(pc.ConnConfig.Copy())}
+	d := &DB{Pool: pool, log: log, health: newHealthCheck(pc.ConnConfig.Copy()), outage: outage}
 	var version string
 	if err := pool.QueryRow(ctx, stmtVersion).Scan(&version); err != nil {
 		pool.Close()
@@ -122,7 +146,8 @@ func Open(ctx context.Context, url string, cfg PoolConfig, log *slog.Logger) (*D
 	if strings.Contains(version, "CockroachDB") {
 		d.Dialect = CockroachDB
 	}
-	log.Info("database connected", "dialect", d.Dialect.String(), "max_conns", cfg.MaxConns)
+	log.Info("database connected", "dialect", d.Dialect.String(), "max_conns", cfg.MaxConns,
+		"acquire_timeout", cfg.AcquireTimeout.String(), "statement_timeout", cfg.StatementTimeout.String())
 	return d, nil
 }
 

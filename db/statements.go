@@ -108,6 +108,7 @@ func Statements() ([]string, error) {
 		stmtTableColumns, stmtMembersOf, stmtSetMember, stmtPurgeHorizon,
 		stmtTakeLease, stmtReleaseLease, stmtPurgeRemovals, stmtRaiseHorizon,
 		stmtBucketFingerprints, stmtRecordFingerprint, stmtForgetFingerprint, stmtTenantIDs, stmtTenantMembers,
+		statementTimeoutSQL(DefaultStatementTimeout),
 	}
 	ms, err := Migrations()
 	if err != nil {

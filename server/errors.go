@@ -92,19 +92,30 @@ func internalError(ctx context.Context, log *slog.Logger, err error) *gqlerror.E
 // classifyFieldErrors runs around every resolver. An error a resolver
 // returns that is not an application error is internal: it is wrapped so
 // the presenter logs it and hides it, however gqlgen wraps it on the way.
+// An outage (unavailable(err)) is UNAVAILABLE instead: the client retries.
 // Introspection's own refusals are the client's doing, not ours.
-func classifyFieldErrors(ctx context.Context, next graphql.Resolver) (any, error) {
-	res, err := next(ctx)
-	if err == nil {
-		return res, nil
+func classifyFieldErrors(unavailable func(error) bool) graphql.FieldMiddleware {
+	return func(ctx context.Context, next graphql.Resolver) (any, error) {
+		res, err := next(ctx)
+		if err == nil {
+			return res, nil
+		}
+		if _, ok := apperr.As(err); ok {
+			return res, err
+		}
+		if fc := graphql.GetFieldContext(ctx); fc != nil && strings.HasPrefix(fc.Field.Name, "__") {
+			return res, apperr.Wrap(apperr.Forbidden, err, "introspection is disabled")
+		}
+		if unavailable != nil && unavailable(err) {
+			return res, errUnavailable(err)
+		}
+		return res, apperr.Wrap(apperr.Internal, err, "internal error")
 	}
-	if _, ok := apperr.As(err); ok {
-		return res, err
-	}
-	if fc := graphql.GetFieldContext(ctx); fc != nil && strings.HasPrefix(fc.Field.Name, "__") {
-		return res, apperr.Wrap(apperr.Forbidden, err, "introspection is disabled")
-	}
-	return res, apperr.Wrap(apperr.Internal, err, "internal error")
+}
+
+// errUnavailable is what a client is told during a database outage.
+func errUnavailable(cause error) *apperr.Error {
+	return apperr.Wrap(apperr.Unavailable, cause, "the database is unavailable: retry later")
 }
 
 // recoverPanic turns a resolver panic into an internal error, with the stack

@@ -78,6 +78,12 @@ type Config struct {
 	// was accepted (see livesync.WithStart).
 	Heads livesync.HeadReader
 
+	// Unavailable, if set, reports whether an error means the database is
+	// out or did not answer in time (db.IsUnavailable): such an error
+	// answers UNAVAILABLE, which clients retry, and is not logged one by
+	// one (the database logs each outage once).
+	Unavailable func(error) bool
+
 	// ResponseContext, if set, prepares the context of every response (each
 	// query, and each event of a subscription): the per-response dataloaders.
 	ResponseContext func(ctx context.Context) context.Context
@@ -230,7 +236,7 @@ func newGraphQL(cfg Config, limits *requestLimits, queryCache graphql.Cache[*ast
 	srv.AroundOperations(authenticateSubscriptions(cfg.Verifier, cfg.Heads, cfg.Logger))
 	srv.Use(pushLimit{limits})
 	srv.AroundResponses(limitResponse(cfg.MaxErrors, cfg.MaxResponseBytes))
-	srv.AroundFields(classifyFieldErrors)
+	srv.AroundFields(classifyFieldErrors(cfg.Unavailable))
 	srv.SetErrorPresenter(presentError(cfg.Logger))
 	srv.SetRecoverFunc(recoverPanic(cfg.Logger))
 	if cfg.ResponseContext != nil {

@@ -223,7 +223,7 @@ func websocketInit(v *auth.Verifier, heads livesync.HeadReader, log *slog.Logger
 				return shed(ctx, conn)
 			}
 			closeAtExpiry(ctx, conn, id)
-			return withStreamStart(ctx, heads, id, log), nil, nil
+			return startStreams(ctx, heads, id, log)
 		}
 		id, err := verifyLive(v, header)
 		if err != nil {
@@ -233,8 +233,31 @@ func websocketInit(v *auth.Verifier, heads livesync.HeadReader, log *slog.Logger
 			return shed(ctx, conn)
 		}
 		closeAtExpiry(ctx, conn, id)
-		return withStreamStart(auth.WithIdentity(ctx, id), heads, id, log), nil, nil
+		return startStreams(auth.WithIdentity(ctx, id), heads, id, log)
 	}
+}
+
+// startStreams accepts a connection_init once the tenant's heads are read
+// (withStreamStart). When they cannot be read (the database is out), the
+// connection is refused with 1013: a stream started without them would
+// start wherever the hub first reads the heads after the outage, past
+// changes the client has not pulled, and skip them for good. graphql-ws
+// retries 1013 with its backoff, and clients such as RxDB pull from their
+// checkpoint on every reconnect.
+func startStreams(ctx context.Context, heads livesync.HeadReader, id auth.Identity, log *slog.Logger) (context.Context, *transport.InitPayload, error) {
+	ctx, err := withStreamStart(ctx, heads, id, log)
+	if err != nil {
+		return refuseUnavailable(ctx), nil, err
+	}
+	return ctx, nil, nil
+}
+
+// reasonUnavailable is the close reason of a connection refused or
+// dropped because the database is out.
+const reasonUnavailable = "database unavailable: reconnect and pull from your checkpoint"
+
+func refuseUnavailable(ctx context.Context) context.Context {
+	return transport.AppendCloseReason(transport.WithWebsocketCloseCode(ctx, closeTryAgainLater), reasonUnavailable)
 }
 
 // shed refuses a connection_init of a user over MaxConnectionsPerSubject
@@ -248,18 +271,22 @@ func shed(ctx context.Context, conn *wsConn) (context.Context, *transport.InitPa
 
 // withStreamStart records the tenant's heads as the connection (or
 // subscription) is accepted, before the client pulls, so its streams start
-// there (livesync.WithStart). Without them streams start where the hub
-// stands, which is only a little later.
-func withStreamStart(ctx context.Context, heads livesync.HeadReader, id auth.Identity, log *slog.Logger) context.Context {
+// there (livesync.WithStart). Without a HeadReader (some tests) streams
+// start where the hub stands. An error means the heads could not be read:
+// the caller refuses the stream rather than start it at a position the
+// client has not seen.
+func withStreamStart(ctx context.Context, heads livesync.HeadReader, id auth.Identity, log *slog.Logger) (context.Context, error) {
 	if heads == nil {
-		return ctx
+		return ctx, nil
 	}
 	hs, err := heads.ScopeHeads(ctx, []string{id.TenantID})
 	if err != nil {
-		Logger(ctx, log).Warn("reading change heads for a new stream failed", "err", err)
-		return ctx
+		// The client is told only that; the cause stays in the log (the
+		// database logs an outage once, so this line is debug).
+		Logger(ctx, log).Debug("reading change heads for a new stream failed; refusing it", "err", err)
+		return ctx, apperr.New(apperr.Unavailable, "%s", reasonUnavailable)
 	}
-	return livesync.WithStart(ctx, id.TenantID, hs)
+	return livesync.WithStart(ctx, id.TenantID, hs), nil
 }
 
 func reject(ctx context.Context) context.Context {
@@ -369,7 +396,19 @@ func authenticateSubscriptions(v *auth.Verifier, heads livesync.HeadReader, log 
 			}}})
 		}
 		closeAtExpiry(ctx, conn, id)
-		return next(withStreamStart(auth.WithIdentity(ctx, id), heads, id, log))
+		ctx, err = withStreamStart(auth.WithIdentity(ctx, id), heads, id, log)
+		if err != nil {
+			// As at connection_init: no stream without its start; the
+			// client reconnects and pulls.
+			if conn != nil {
+				conn.close(closeTryAgainLater, reasonUnavailable)
+			}
+			return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{{
+				Message:    reasonUnavailable,
+				Extensions: map[string]any{"code": string(apperr.Unavailable)},
+			}}})
+		}
+		return next(ctx)
 	}
 }
 

@@ -188,6 +188,7 @@ func Build(d *db.DB, cfg Config) (*Built, error) {
 		srv.SyncFields = resolvers.SyncFields()
 	}
 	srv.Heads = d
+	srv.Unavailable = db.IsUnavailable
 	srv.ResponseContext = dataloader.PerResponse(sources)
 	handler, err := server.New(srv)
 	if err != nil {
