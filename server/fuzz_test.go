@@ -5,12 +5,18 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tidemark/tidemark/server"
 	"github.com/tidemark/tidemark/testenv"
 )
+
+// hangBound is how long a request may take before the fuzz target calls it
+// a hang.
+const hangBound = 30 * time.Second
 
 // FuzzGraphQLDocument sends arbitrary documents and variables through the
 // real handler, in process, with a valid token (the rate limits are off,
@@ -24,17 +30,30 @@ import (
 func FuzzGraphQLDocument(f *testing.F) {
 	env := testenv.New(f, testenv.Options{Server: server.Config{AddressRate: -1, IdentityRate: -1, PushesInFlight: -1}})
 	auth := "Bearer " + testenv.Token(f, "fuzz-tenant", "fuzz-user")
-	send := func(body []byte) *httptest.ResponseRecorder {
+	send := func(tb testing.TB, body []byte) *httptest.ResponseRecorder {
 		r := httptest.NewRequest(http.MethodPost, "/graphql", bytes.NewReader(body))
 		r.Header.Set("Content-Type", "application/json")
 		r.Header.Set("Authorization", auth)
 		w := httptest.NewRecorder()
-		env.Handler.ServeHTTP(w, r)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			env.Handler.ServeHTTP(w, r)
+		}()
+		// Go's fuzzing has no hang detector; a request that never ends
+		// (a leaked connection, a lock never released) is a finding too.
+		// The bound is far above any request's time: not a timing check.
+		select {
+		case <-done:
+		case <-time.After(hangBound):
+			stacks := make([]byte, 1<<20)
+			tb.Fatalf("request did not end within %s: %.300s\n%s", hangBound, body, stacks[:runtime.Stack(stacks, true)])
+		}
 		return w
 	}
 	// The control: inputs reach GraphQL and run, so the checks below are
 	// not passed by a handler that refuses everything.
-	if w := send([]byte(`{"query": "{ viewer { userId } }"}`)); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"userId":"fuzz-user"`) {
+	if w := send(f, []byte(`{"query": "{ viewer { userId } }"}`)); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"userId":"fuzz-user"`) {
 		f.Fatalf("a plain query does not run: %d %s", w.Code, w.Body)
 	}
 	f.Add(`{ viewer { userId } }`, []byte(`{}`))
@@ -47,7 +66,7 @@ func FuzzGraphQLDocument(f *testing.F) {
 		if err != nil {
 			t.Skip() // not a request a client could send
 		}
-		w := send(body)
+		w := send(t, body)
 
 		if w.Code >= 500 {
 			t.Fatalf("status %d for %q: %.500s", w.Code, query, w.Body)
