@@ -2,7 +2,9 @@ package db
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -17,6 +19,9 @@ type healthCheck struct {
 	// turn holds the connection; taking it is how a check waits its turn
 	// (with its context, unlike a mutex).
 	turn chan *pgx.Conn
+	// closed is set by DB.Close: a closed DB is never ready, though the
+	// database itself may still answer.
+	closed atomic.Bool
 }
 
 func newHealthCheck(config *pgx.ConnConfig) *healthCheck {
@@ -30,6 +35,9 @@ func newHealthCheck(config *pgx.ConnConfig) *healthCheck {
 // It never waits for the pool.
 func (d *DB) CheckReady(ctx context.Context) error {
 	h := d.health
+	if h.closed.Load() {
+		return errors.New("database pool closed")
+	}
 	var conn *pgx.Conn
 	select {
 	case conn = <-h.turn:
@@ -66,6 +74,7 @@ func (d *DB) CheckReady(ctx context.Context) error {
 }
 
 func (h *healthCheck) close() {
+	h.closed.Store(true)
 	select {
 	case conn := <-h.turn:
 		if conn != nil {
