@@ -130,29 +130,52 @@ func (w *Writer) Documents(ctx context.Context, c *collections.Collection, ids [
 
 // Children reads the live documents of c whose field holds one of parentIDs.
 func (w *Writer) Children(ctx context.Context, c *collections.Collection, field string, parentIDs []string) ([]collections.Document, error) {
+	all, err := w.ChildrenOfEach(ctx, []*collections.Collection{c}, []string{field}, parentIDs)
+	if err != nil {
+		return nil, err
+	}
+	return all[0], nil
+}
+
+// ChildrenOfEach reads, in one round trip, for each i the live documents
+// of cs[i] whose field fields[i] holds one of parentIDs.
+func (w *Writer) ChildrenOfEach(ctx context.Context, cs []*collections.Collection, fields []string, parentIDs []string) ([][]collections.Document, error) {
+	out := make([][]collections.Document, len(cs))
 	if len(parentIDs) == 0 {
-		return nil, nil
+		return out, nil
 	}
-	f, ok := c.Field(field)
-	if !ok {
-		return nil, fmt.Errorf("%s has no field %q", c.Name, field)
-	}
-	var out []collections.Document
-	w.tx.Queue(childrenSQL(c, f), w.tenantID, parentIDs).Query(func(rows pgx.Rows) error {
-		scan := newDocumentScanner(c)
-		for rows.Next() {
-			doc, err := scan.scan(rows)
-			if err != nil {
-				return fmt.Errorf("read %s by %s: %w", c.Name, field, err)
-			}
-			out = append(out, doc)
+	for i, c := range cs {
+		f, ok := c.Field(fields[i])
+		if !ok {
+			return nil, fmt.Errorf("%s has no field %q", c.Name, fields[i])
 		}
-		return nil
-	})
+		w.tx.Queue(childrenSQL(c, f), w.tenantID, parentIDs).Query(func(rows pgx.Rows) error {
+			scan := newDocumentScanner(c)
+			for rows.Next() {
+				doc, err := scan.scan(rows)
+				if err != nil {
+					return fmt.Errorf("read %s by %s: %w", c.Name, f.Name, err)
+				}
+				out[i] = append(out[i], doc)
+			}
+			return nil
+		})
+	}
 	if err := w.tx.Flush(ctx); err != nil {
-		return nil, fmt.Errorf("read %s by %s: %w", c.Name, field, err)
+		return nil, err
 	}
 	return out, nil
+}
+
+// MembersAndDocuments reads documents of c and their bucket rows in one
+// round trip.
+func (w *Writer) MembersAndDocuments(ctx context.Context, c *collections.Collection, ids []string) (map[string][]collections.Member, map[string]collections.Document, error) {
+	docs := queueDocuments(w.tx, w.tenantID, c, ids)
+	members := queueMembers(w.tx, w.tenantID, c, ids)
+	if err := w.tx.Flush(ctx); err != nil {
+		return nil, nil, err
+	}
+	return members, docs, nil
 }
 
 // Members reads the bucket rows of c's documents with the given ids. The

@@ -155,13 +155,21 @@ type move struct {
 }
 
 // cascade carries a change of c's documents' buckets to the documents
-// whose membership depends on them.
+// whose membership depends on them. The children of every child
+// membership are read together, before any of them is recomputed: a
+// cascade writes bucket rows, never documents, so what one child
+// collection's cascade writes cannot change another's children.
 func (m *membershipWrite) cascade(def *syncrules.BucketDef, c *collections.Collection, moves []move) error {
-	for _, dep := range def.DependentsOf(c) {
+	deps := def.DependentsOf(c)
+	children, err := m.childrenOf(deps, moves)
+	if err != nil {
+		return err
+	}
+	for _, dep := range deps {
 		var err error
 		switch dep.Shape {
 		case syncrules.Child:
-			err = m.cascadeToChildren(def, dep, moves)
+			err = m.cascadeToChildren(def, dep, moves, children[dep])
 		case syncrules.Parent:
 			err = m.cascadeToParents(def, dep, moves)
 		}
@@ -172,26 +180,85 @@ func (m *membershipWrite) cascade(def *syncrules.BucketDef, c *collections.Colle
 	return nil
 }
 
-// cascadeToChildren moves the live children of documents that left or
-// entered buckets along with them.
-func (m *membershipWrite) cascadeToChildren(def *syncrules.BucketDef, dep *syncrules.Membership, moves []move) error {
-	byParent := map[string]move{}
+// ChildrenReader is what a Writer may add to read the children of several
+// collections in one round trip (db.Writer does).
+type ChildrenReader interface {
+	// ChildrenOfEach reads, for each i, the live documents of cs[i] whose
+	// field fields[i] holds one of parentIDs.
+	ChildrenOfEach(ctx context.Context, cs []*collections.Collection, fields []string, parentIDs []string) ([][]collections.Document, error)
+}
+
+// PairedReader is what a Writer may add to read documents and their
+// bucket rows in one round trip (db.Writer does).
+type PairedReader interface {
+	MembersAndDocuments(ctx context.Context, c *collections.Collection, ids []string) (map[string][]collections.Member, map[string]collections.Document, error)
+}
+
+// movedParents is the ids of the moved documents that left or entered a
+// bucket: the parents whose children move with them.
+func movedParents(moves []move) []string {
 	var parents []string
 	for _, mv := range moves {
 		if len(mv.left)+len(mv.entered) > 0 {
-			byParent[mv.after.ID] = mv
 			parents = append(parents, mv.after.ID)
 		}
 	}
-	if len(parents) == 0 {
-		return nil
+	return parents
+}
+
+// childrenOf reads the live children of the moved documents for every
+// child membership of deps, after taking the dependents' locks.
+func (m *membershipWrite) childrenOf(deps []*syncrules.Membership, moves []move) (map[*syncrules.Membership][]collections.Document, error) {
+	parents := movedParents(moves)
+	var childDeps []*syncrules.Membership
+	for _, dep := range deps {
+		if dep.Shape == syncrules.Child {
+			childDeps = append(childDeps, dep)
+		}
+	}
+	if len(parents) == 0 || len(childDeps) == 0 {
+		return nil, nil
 	}
 	if err := m.lockDependents(); err != nil {
-		return err
+		return nil, err
 	}
-	children, err := m.w.Children(m.ctx, dep.Collection, dep.Field, parents)
-	if err != nil || len(children) == 0 {
-		return err
+	out := make(map[*syncrules.Membership][]collections.Document, len(childDeps))
+	if r, ok := m.w.(ChildrenReader); ok {
+		cs := make([]*collections.Collection, len(childDeps))
+		fields := make([]string, len(childDeps))
+		for i, dep := range childDeps {
+			cs[i], fields[i] = dep.Collection, dep.Field
+		}
+		all, err := r.ChildrenOfEach(m.ctx, cs, fields, parents)
+		if err != nil {
+			return nil, err
+		}
+		for i, dep := range childDeps {
+			out[dep] = all[i]
+		}
+		return out, nil
+	}
+	for _, dep := range childDeps {
+		children, err := m.w.Children(m.ctx, dep.Collection, dep.Field, parents)
+		if err != nil {
+			return nil, err
+		}
+		out[dep] = children
+	}
+	return out, nil
+}
+
+// cascadeToChildren moves the live children of documents that left or
+// entered buckets along with them; children are those childrenOf read.
+func (m *membershipWrite) cascadeToChildren(def *syncrules.BucketDef, dep *syncrules.Membership, moves []move, children []collections.Document) error {
+	if len(children) == 0 {
+		return nil
+	}
+	byParent := map[string]move{}
+	for _, mv := range moves {
+		if len(mv.left)+len(mv.entered) > 0 {
+			byParent[mv.after.ID] = mv
+		}
 	}
 	childIDs := make([]string, len(children))
 	for i, child := range children {
@@ -269,11 +336,7 @@ func (m *membershipWrite) cascadeToParents(def *syncrules.BucketDef, dep *syncru
 	if err := m.lockDependents(); err != nil {
 		return err
 	}
-	rows, err := m.w.Members(m.ctx, dep.Collection, ids)
-	if err != nil {
-		return err
-	}
-	docs, err := m.w.Documents(m.ctx, dep.Collection, ids)
+	rows, docs, err := m.membersAndDocuments(dep.Collection, ids)
 	if err != nil {
 		return err
 	}
@@ -325,6 +388,23 @@ func (m *membershipWrite) cascadeToParents(def *syncrules.BucketDef, dep *syncru
 		return err
 	}
 	return m.cascade(def, dep.Collection, parentMoves)
+}
+
+// membersAndDocuments reads documents of c and their bucket rows, in one
+// round trip when the writer can.
+func (m *membershipWrite) membersAndDocuments(c *collections.Collection, ids []string) (map[string][]collections.Member, map[string]collections.Document, error) {
+	if r, ok := m.w.(PairedReader); ok {
+		return r.MembersAndDocuments(m.ctx, c, ids)
+	}
+	rows, err := m.w.Members(m.ctx, c, ids)
+	if err != nil {
+		return nil, nil, err
+	}
+	docs, err := m.w.Documents(m.ctx, c, ids)
+	if err != nil {
+		return nil, nil, err
+	}
+	return rows, docs, nil
 }
 
 // number gives changes of c new change numbers and writes them. A new row
