@@ -56,11 +56,17 @@ const (
 	DefaultMaxErrors        = 100
 	DefaultMaxResponseBytes = 64 << 20
 
-	DefaultAddressRate    = 100
-	DefaultAddressBurst   = 300
-	DefaultIdentityRate   = 30
-	DefaultIdentityBurst  = 100
-	DefaultPushesInFlight = 4
+	// One client address is often many devices: mobile carriers put
+	// thousands of phones behind one address (CGNAT), offices put a
+	// crew behind one. The address limit stops floods before a token is
+	// verified; the per-user limit is what bounds one device.
+	DefaultAddressRate   = 1000
+	DefaultAddressBurst  = 2000
+	DefaultIdentityRate  = 30
+	DefaultIdentityBurst = 100
+	// RxDB pushes each collection's batches one at a time: a user with
+	// two devices syncing four collections has up to eight in flight.
+	DefaultPushesInFlight = 8
 )
 
 // documentLimits refuses documents too big to validate cheaply, before
