@@ -125,16 +125,36 @@ func (c *Cluster) restart(ctx context.Context, cfg Config) error {
 	if err := c.startServer(ctx, cfg); err != nil {
 		return err
 	}
-	if err := c.waitReady(ctx); err != nil {
-		c.stopQuietly()
-		return fmt.Errorf("PostgreSQL restarted but does not accept connections on port %d: %w", c.port, err)
-	}
 	pid, err := c.Pid()
 	if err != nil {
 		return err
 	}
+	if err := c.waitReadyWhileRunning(ctx, pid); err != nil {
+		c.stopQuietly()
+		return fmt.Errorf("PostgreSQL restarted but does not accept connections on port %d: %w", c.port, err)
+	}
 	c.pid.Store(int64(pid))
 	return nil
+}
+
+// waitReadyWhileRunning is waitReady that gives up at once when the
+// postmaster exits: a server killed again while it recovers would
+// otherwise be waited for until StartTimeout.
+func (c *Cluster) waitReadyWhileRunning(ctx context.Context, pid int) error {
+	for {
+		err := c.ping(ctx)
+		if err == nil {
+			return nil
+		}
+		if !processRunning(pid) {
+			return fmt.Errorf("postmaster %d exited while starting: %w", pid, err)
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func (c *Cluster) setDown(d *downState) {
