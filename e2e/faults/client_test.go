@@ -404,15 +404,27 @@ func (s *streamer) session(ctx context.Context, d *websocket.Dialer, wsURL strin
 		return conn.WriteJSON(map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{"query": streamQuery}})
 	}
 	if s.subscribeFirst {
+		// The pull walks from where the replica stood at connect, on a
+		// cursor of its own: the stream's events move the replica's.
+		cursor := s.checkpoint()
 		if err := subscribe(); err != nil {
 			return err
 		}
 		go func() {
-			for s.catchUp(ctx, s.c) != nil && ctx.Err() == nil {
-				select {
-				case <-ctx.Done():
-				case <-time.After(100 * time.Millisecond): // a client's retry pause
+			for ctx.Err() == nil {
+				docs, next, err := s.c.pullPage(ctx, cursor, 200)
+				if err != nil {
+					select {
+					case <-ctx.Done():
+					case <-time.After(100 * time.Millisecond): // a client's retry pause
+					}
+					continue
 				}
+				s.apply(docs, "")
+				if len(docs) == 0 {
+					return
+				}
+				cursor = next
 			}
 		}()
 	} else {
