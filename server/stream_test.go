@@ -1089,10 +1089,11 @@ func TestStreamOriginCheck(t *testing.T) {
 		{"other origin", allowing, "https://evil.example", false},
 		{"allowed host on another scheme", allowing, "http://app.example", false},
 		{"no origin (not a browser)", allowing, "", true},
-		// Without AllowedOrigins no browser origin may open a websocket,
-		// not even the server's own (the Playground's).
+		// Without AllowedOrigins no other browser origin may open a
+		// websocket; the server's own pages (the Playground, the demo) may.
 		{"default config, any origin", defaults, "https://app.example", false},
-		{"default config, the server's own origin", defaults, defaults, false},
+		{"default config, the server's own origin", defaults, defaults, true},
+		{"default config, the server's host on another port", defaults, strings.Replace(defaults, "127.0.0.1:", "127.0.0.1:1", 1), false},
 		{"default config, no origin", defaults, "", true},
 	}
 	for _, proto := range streamProtocols {

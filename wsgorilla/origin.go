@@ -2,6 +2,7 @@ package wsgorilla
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -11,7 +12,9 @@ import (
 // path). "*" among origins accepts every origin. A request without an Origin
 // header is accepted: browsers always send one on a websocket upgrade, so its
 // absence means a non-browser client, which cross-site request forgery does
-// not concern.
+// not concern. The server's own origin (the Origin's host is the request's
+// Host, as gorilla's default check has it) is always accepted: those are the
+// pages Tidemark itself serves, the Playground and the demo.
 //
 // Browsers send cookies with websocket upgrades from any site, so use "*" only
 // when authentication travels in the connection_init payload, never when it
@@ -37,6 +40,15 @@ func OriginAllowList(origins []string) func(*http.Request) bool {
 		if anyOrigin {
 			return true
 		}
-		return len(values) == 1 && allowed[strings.ToLower(values[0])]
+		if len(values) != 1 {
+			return false
+		}
+		origin := strings.ToLower(values[0])
+		if allowed[origin] {
+			return true
+		}
+		u, err := url.Parse(origin)
+		return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Path == "" &&
+			u.RawQuery == "" && u.Host != "" && strings.EqualFold(u.Host, r.Host)
 	}
 }

@@ -355,6 +355,12 @@ func TestOriginAllowList(t *testing.T) {
 		{"empty list refuses browsers", nil, []string{"https://a.example"}, false},
 		{"empty list accepts non-browser clients", nil, nil, true},
 		{"star among others accepts anything", []string{"https://a.example", "*"}, []string{"https://z.example"}, true},
+		// httptest.NewRequest's Host is example.com.
+		{"the server's own origin", nil, []string{"http://example.com"}, true},
+		{"the server's own origin over https", []string{"https://a.example"}, []string{"https://EXAMPLE.com"}, true},
+		{"the server's host on another port", nil, []string{"http://example.com:8443"}, false},
+		{"the server's host with a path", nil, []string{"http://example.com/x"}, false},
+		{"the server's host on another scheme", nil, []string{"ws://example.com"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
