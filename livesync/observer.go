@@ -14,7 +14,18 @@ type Observer struct {
 	// the hub heard of the newest change it carries (right after the commit
 	// for this instance's commits, at the notifier's poll for others').
 	FanOut func(c *collections.Collection, lag time.Duration)
+	// Dropped hears of every subscriber the hub disconnects, with why:
+	// DropSlow or DropReadFailed.
+	Dropped func(c *collections.Collection, why string)
 }
+
+// Why the hub drops a subscriber; the reason also goes to its Disconnector.
+const (
+	// DropSlow: its buffer was full (the client reads too slowly).
+	DropSlow = "subscriber fell behind"
+	// DropReadFailed: the hub could not read changes MaxReadFailures times in a row.
+	DropReadFailed = "live sync cannot read changes"
+)
 
 // KnownHead is the newest head the hub has heard of for the tenant's
 // collection, in any of its sets; false when no local subscriber follows it.

@@ -188,7 +188,7 @@ func (s *scope) catchUp(ctx context.Context, log *slog.Logger, failures *int) bo
 		s.mu.Unlock()
 		for _, sub := range subs {
 			if !sub.deliver(ev) {
-				s.drop(log, sub, "subscriber fell behind")
+				s.drop(log, sub, DropSlow)
 			} else if !heardAt.IsZero() {
 				s.hub.opts.Observer.FanOut(s.key.collection, time.Since(heardAt))
 			}
@@ -252,7 +252,7 @@ func (s *scope) bringUpToDate(ctx context.Context, log *slog.Logger) bool {
 			from = docs[len(docs)-1].Change
 			ev := &Event{Documents: docs, Cursor: syncengine.EncodeCursor(s.key.collection, s.key.tenantID, s.key.set, syncengine.Position{Change: from})}
 			if !n.sub.deliver(ev) {
-				s.drop(log, n.sub, "subscriber fell behind")
+				s.drop(log, n.sub, DropSlow)
 				break
 			}
 		}
@@ -277,7 +277,7 @@ func (s *scope) failed(log *slog.Logger, failures *int, err error) bool {
 		}
 		s.mu.Unlock()
 		for _, sub := range subs {
-			s.drop(log, sub, "live sync cannot read changes")
+			s.drop(log, sub, DropReadFailed)
 		}
 		*failures = 0
 	}
@@ -293,6 +293,9 @@ func (s *scope) drop(log *slog.Logger, sub *subscriber, why string) {
 		return
 	}
 	log.Info("dropping live subscriber", "reason", why)
+	if f := s.hub.opts.Observer.Dropped; f != nil {
+		f(s.key.collection, why)
+	}
 	if sub.disconnect != nil {
 		go sub.disconnect(why)
 	}

@@ -52,6 +52,7 @@ type Metrics struct {
 	pulledDocuments *prometheus.CounterVec
 	pullBehind      *prometheus.HistogramVec
 	fanOutLag       *prometheus.HistogramVec
+	streamDrops     *prometheus.CounterVec
 	notifierCycle   prometheus.Histogram
 	txRetries       *prometheus.CounterVec
 
@@ -101,6 +102,11 @@ func New() *Metrics {
 				"This instance's commits are heard right after COMMIT; other instances' when the notifier's poll sees them, so their lag excludes up to one poll interval.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"collection"}),
+		streamDrops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "stream_subscribers_dropped_total",
+			Help: "Stream subscribers live sync disconnected (close 1013, the client resyncs from its checkpoint), by collection and reason: " +
+				"slow (its buffer was full) or read_failed (changes could not be read several times in a row).",
+		}, []string{"collection", "reason"}),
 		notifierCycle: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "notifier_cycle_seconds",
 			Help:    "Time of one polling-notifier cycle that had tenants to poll: reading the change heads of the tenants with local subscribers and telling live sync and the cache.",
@@ -117,7 +123,7 @@ func New() *Metrics {
 	}
 	m.collectors = []prometheus.Collector{
 		m.requestDuration, m.rejections, m.pushRows, m.pulledDocuments, m.pullBehind,
-		m.fanOutLag, m.notifierCycle, m.txRetries, m.sources,
+		m.fanOutLag, m.streamDrops, m.notifierCycle, m.txRetries, m.sources,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	}
@@ -191,6 +197,16 @@ func (m *Metrics) LiveObserver() livesync.Observer {
 	return livesync.Observer{
 		FanOut: func(c *collections.Collection, lag time.Duration) {
 			m.fanOutLag.WithLabelValues(c.Name).Observe(lag.Seconds())
+		},
+		Dropped: func(c *collections.Collection, why string) {
+			reason := Other
+			switch why {
+			case livesync.DropSlow:
+				reason = "slow"
+			case livesync.DropReadFailed:
+				reason = "read_failed"
+			}
+			m.streamDrops.WithLabelValues(c.Name, reason).Inc()
 		},
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tidemark/tidemark/collections"
+	"github.com/tidemark/tidemark/livesync"
 	"github.com/tidemark/tidemark/syncengine"
 )
 
@@ -160,6 +161,8 @@ func TestObserversCountByCollectionAndOutcome(t *testing.T) {
 	o.Pulled(collections.Site, 7, 40)
 	m.TxRetried("40P01")
 	m.TxRetried("")
+	m.LiveObserver().Dropped(collections.Note, livesync.DropSlow)
+	m.LiveObserver().Dropped(collections.Note, "a reason no one declared")
 	for _, tc := range []struct {
 		c    prometheus.Collector
 		want float64
@@ -170,6 +173,8 @@ func TestObserversCountByCollectionAndOutcome(t *testing.T) {
 		{m.pulledDocuments.WithLabelValues("Site"), 7},
 		{m.txRetries.WithLabelValues("40P01"), 1},
 		{m.txRetries.WithLabelValues("unknown"), 1},
+		{m.streamDrops.WithLabelValues("Note", "slow"), 1},
+		{m.streamDrops.WithLabelValues("Note", Other), 1},
 	} {
 		if got := testutil.ToFloat64(tc.c); got != tc.want {
 			t.Errorf("%v = %v, want %v", tc.c, got, tc.want)
