@@ -77,11 +77,14 @@ func (e requestMetrics) InterceptResponse(ctx context.Context, next graphql.Resp
 		if code == "" {
 			code = "NONE"
 		}
-		if ex == nil || ex.websocket {
+		switch {
+		case ex == nil: // a handler built without countRejections (NewGraphQL)
+			e.m.Rejected(code, "unknown")
+		case ex.websocket:
 			e.m.Rejected(code, metrics.StatusWebsocket)
-			continue
+		default:
+			ex.add(code)
 		}
-		ex.add(code)
 	}
 	return resp
 }
@@ -135,13 +138,11 @@ type exchange struct {
 
 	mu    sync.Mutex
 	codes []string
-	ran   bool // a GraphQL response was produced
 }
 
 func (ex *exchange) add(code string) {
 	ex.mu.Lock()
 	ex.codes = append(ex.codes, code)
-	ex.ran = true
 	ex.mu.Unlock()
 }
 
