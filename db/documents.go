@@ -23,12 +23,16 @@ func (d *DB) ChangesSince(ctx context.Context, tenantID string, c *collections.C
 	if err != nil {
 		return nil, fmt.Errorf("%s changes: %w", c.Name, err)
 	}
-	docs := make([]collections.Document, 0, limit)
+	defer rows.Close()
+	return scanChanges(c, rows, limit)
+}
+
+func scanChanges(c *collections.Collection, rows pgx.Rows, limit int) ([]collections.Document, error) {
+	docs := make([]collections.Document, 0, min(limit, 1000))
 	scan := newDocumentScanner(c)
 	for rows.Next() {
 		doc, err := scan.scan(rows)
 		if err != nil {
-			rows.Close()
 			return nil, fmt.Errorf("%s changes: %w", c.Name, err)
 		}
 		docs = append(docs, doc)

@@ -76,6 +76,10 @@ func (d *DB) BucketChangesSince(ctx context.Context, tenantID string, c *collect
 		return nil, 0, fmt.Errorf("%s bucket changes: %w", c.Name, err)
 	}
 	defer rows.Close()
+	return scanBucketChanges(c, rows, after, limit)
+}
+
+func scanBucketChanges(c *collections.Collection, rows pgx.Rows, after int64, limit int) (docs []collections.Document, last int64, err error) {
 	last = after
 	docs = make([]collections.Document, 0, min(limit, 1000))
 	scan := newDocumentScanner(c)

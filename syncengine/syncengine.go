@@ -104,28 +104,7 @@ func (e *Engine) Pull(ctx context.Context, caller Caller, c *collections.Collect
 	if set.Scope == syncrules.None {
 		return PullResult{Documents: []collections.Document{}, Cursor: EncodeCursor(c, caller.TenantID, set, from)}, nil
 	}
-	// The horizon before the read bounds what this client never needs: an
-	// entry purged before it read could only concern a document it never had.
-	before, err := e.store.PurgeHorizon(ctx, caller.TenantID, c, set.BucketID)
-	if err != nil {
-		return PullResult{}, err
-	}
-	var docs []collections.Document
-	next := from.Change
-	if set.Scope == syncrules.All {
-		docs, err = e.store.ChangesSince(ctx, caller.TenantID, c, from.Change, limit)
-		if len(docs) > 0 {
-			next = docs[len(docs)-1].Change
-		}
-	} else {
-		docs, next, err = e.store.BucketChangesSince(ctx, caller.TenantID, c, set.BucketID, from.Change, limit)
-	}
-	if err != nil {
-		return PullResult{}, err
-	}
-	// The horizon after the read: a purge that deleted an entry this read
-	// missed has moved it by now.
-	after, err := e.store.PurgeHorizon(ctx, caller.TenantID, c, set.BucketID)
+	docs, next, before, after, err := e.readPage(ctx, caller.TenantID, c, set, from.Change, limit)
 	if err != nil {
 		return PullResult{}, err
 	}
