@@ -84,6 +84,15 @@ type Config struct {
 	// one (the database logs each outage once).
 	Unavailable func(error) bool
 
+	// Draining, if set, ends when the program begins to shut down: from
+	// then on /readyz answers 503 "shutting down", so load balancers stop
+	// sending new clients while requests are still served.
+	Draining context.Context
+	// Websockets, if set, holds the open websocket connections, so that
+	// the program can close them all with 1001 as its listener closes
+	// (Websockets.GoAway).
+	Websockets *Websockets
+
 	// ResponseContext, if set, prepares the context of every response (each
 	// query, and each event of a subscription): the per-response dataloaders.
 	ResponseContext func(ctx context.Context) context.Context
@@ -275,6 +284,10 @@ func New(cfg Config) (http.Handler, error) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if cfg.Draining != nil && cfg.Draining.Err() != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "shutting down"})
+			return
+		}
 		if cfg.Ready != nil {
 			if err := cfg.Ready(r.Context()); err != nil {
 				Logger(r.Context(), cfg.Logger).Warn("not ready", "err", err)

@@ -34,6 +34,10 @@ const (
 	// closeTryAgainLater: the server dropped the subscriber (too slow, or
 	// its own trouble). Reconnect and resync from the checkpoint.
 	closeTryAgainLater = 1013
+	// closeGoingAway: the server is shutting down (Websockets.GoAway).
+	// Reconnect, to another instance; unlike 1000, graphql-ws retries it
+	// even when the connection has no subscription.
+	closeGoingAway = 1001
 )
 
 // wsConn holds the websocket of one upgrade request so that the server can
@@ -47,6 +51,81 @@ type wsConn struct {
 	conn      transport.WebsocketConn
 	subject   string      // the user the connection counts for, once known
 	authTimer *time.Timer // closes a connection that never authenticates
+	registry  *Websockets // Config.Websockets, if set
+}
+
+const reasonGoingAway = "server shutting down: reconnect"
+
+// accepted records the connection of an accepted upgrade; one accepted
+// after Websockets.GoAway is closed at once.
+func (h *wsConn) accepted(c transport.WebsocketConn) {
+	h.mu.Lock()
+	h.conn = c
+	h.mu.Unlock()
+	if h.registry != nil && h.registry.goneAway() {
+		h.close(closeGoingAway, reasonGoingAway)
+	}
+}
+
+// Websockets is the set of a server's open websocket connections, for its
+// program's shutdown (Config.Websockets).
+type Websockets struct {
+	mu    sync.Mutex
+	conns map[*wsConn]struct{}
+	gone  bool
+}
+
+// NewWebsockets returns an empty set.
+func NewWebsockets() *Websockets { return &Websockets{conns: map[*wsConn]struct{}{}} }
+
+func (w *Websockets) add(c *wsConn) {
+	w.mu.Lock()
+	w.conns[c] = struct{}{}
+	w.mu.Unlock()
+}
+
+func (w *Websockets) remove(c *wsConn) {
+	w.mu.Lock()
+	delete(w.conns, c)
+	w.mu.Unlock()
+}
+
+func (w *Websockets) goneAway() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.gone
+}
+
+// GoAway closes every websocket with 1001 (going away), and any accepted
+// later at once, and returns when each close frame is written (each write
+// is bounded by the write timeout) or ctx ends. Clients reconnect, to
+// another instance: graphql-ws retries 1001 even on a connection without
+// subscriptions, unlike the 1000 a canceled connection gets from gqlgen.
+func (w *Websockets) GoAway(ctx context.Context) {
+	w.mu.Lock()
+	w.gone = true
+	conns := make([]*wsConn, 0, len(w.conns))
+	for c := range w.conns {
+		conns = append(conns, c)
+	}
+	w.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.close(closeGoingAway, reasonGoingAway)
+		}()
+	}
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 }
 
 type wsConnKey struct{}
@@ -83,6 +162,11 @@ func withWebsocketSlot(cfg Config, next http.Handler) http.Handler {
 			return
 		}
 		defer slot.release()
+		if cfg.Websockets != nil {
+			slot.registry = cfg.Websockets
+			cfg.Websockets.add(slot)
+			defer cfg.Websockets.remove(slot)
+		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), wsConnKey{}, slot)))
 	})
 }
@@ -163,9 +247,7 @@ func websocketTransport(cfg Config) transport.Websocket {
 			MaxLifetime:      limits.MaxLifetime,
 			OnAccept: func(r *http.Request, c transport.WebsocketConn) {
 				if h := wsConnFrom(r.Context()); h != nil {
-					h.mu.Lock()
-					h.conn = c
-					h.mu.Unlock()
+					h.accepted(c)
 				}
 			},
 		},

@@ -10,6 +10,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -47,6 +48,13 @@ type Main struct {
 
 	background     context.Context
 	stopBackground context.CancelFunc
+	// draining ends when shutdown begins (/readyz answers 503); the
+	// websockets are closed with 1001 as the listener closes. See Shutdown.
+	draining   context.Context
+	drain      context.CancelFunc
+	websockets *server.Websockets
+	closeOnce  sync.Once
+	closeErr   error
 
 	// DevToken is the token logged in dev mode (empty otherwise).
 	DevToken string
@@ -116,6 +124,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 	}
 
+	m.draining, m.drain = context.WithCancel(context.Background())
+	m.websockets = server.NewWebsockets()
 	m.built, err = wiring.Build(m.db, wiring.Config{
 		Verifier:       m.verifier,
 		Logger:         m.Log,
@@ -137,6 +147,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			AllowedOrigins:  m.Config.Origins(),
 			MaxBodyBytes:    m.Config.MaxBodyBytes,
 			WebsocketLimits: m.Config.WebsocketLimits,
+			Draining:        m.draining,
+			Websockets:      m.websockets,
 			Metrics:         m.metrics.serverConfig(),
 		}),
 	})
@@ -228,7 +240,9 @@ func (m *Main) openDatabase(ctx context.Context) error {
 		url = cluster.URL("tidemark")
 		m.Log.Info("embedded PostgreSQL started", "data_dir", cluster.DataDir(), "cluster_dir", cluster.ClusterDir(), "port", cluster.Port())
 	}
-	d, err := db.Open(ctx, url, db.PoolConfig{MaxConns: int32(m.Config.DBMaxConns), TracerProvider: m.tracing.Provider()}, m.Log)
+	pool := m.Config.Resilience.poolConfig(m.Config.DBMaxConns)
+	pool.TracerProvider = m.tracing.Provider()
+	d, err := db.Open(ctx, url, pool, m.Log)
 	if err != nil {
 		return err
 	}
@@ -272,20 +286,64 @@ func devSecret(dataDir string, persist bool) ([]byte, error) {
 	return secret, nil
 }
 
-// Close shuts down gracefully: stop accepting, let requests in flight
-// finish (up to the shutdown timeout), then close the pool and stop the
-// embedded database.
-func (m *Main) Close(ctx context.Context) error {
+// Shutdown stops the program as SIGTERM asks, draining it: /readyz answers
+// 503 at once while everything is still served; after the drain delay
+// (load balancers have noticed by then) Close runs with what is left of
+// the shutdown timeout. The drain delay takes at most half of it.
+func (m *Main) Shutdown(ctx context.Context) error {
+	start := time.Now()
+	m.beginDrain()
+	if delay := min(m.Config.Resilience.DrainDelay, m.Config.ShutdownTimeout/2); delay > 0 {
+		m.Log.Info("shutting down: not ready; the listener closes after the drain delay", "drain_delay", delay.String())
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+		}
+	}
+	return m.close(ctx, m.Config.ShutdownTimeout-time.Since(start))
+}
+
+// Close shuts down gracefully, without a drain delay: readiness turns
+// false, the listener closes, websockets close with 1001 (going away),
+// requests in flight may finish within the shutdown timeout; then the
+// pool closes and the embedded database stops. A request still running at
+// the timeout (a push waiting on a row lock) is canceled: that is logged,
+// not an error, since the shutdown itself went as it should.
+func (m *Main) Close(ctx context.Context) error { return m.close(ctx, m.Config.ShutdownTimeout) }
+
+func (m *Main) beginDrain() {
+	if m.drain != nil {
+		m.drain()
+	}
+}
+
+func (m *Main) close(ctx context.Context, inFlight time.Duration) error {
+	m.closeOnce.Do(func() { m.closeErr = m.stop(ctx, inFlight) })
+	return m.closeErr
+}
+
+func (m *Main) stop(ctx context.Context, inFlight time.Duration) error {
 	var errs []error
+	m.beginDrain()
 	if m.http != nil {
-		sctx, cancel := context.WithTimeout(ctx, m.Config.ShutdownTimeout)
+		sctx, cancel := context.WithTimeout(ctx, max(inFlight, 0))
+		// Shutdown closes the listener first, then closes the websockets
+		// (hijacked, so Shutdown does not wait for them) and waits for the
+		// requests in flight.
+		wentAway := make(chan struct{})
+		m.http.RegisterOnShutdown(func() {
+			defer close(wentAway)
+			m.websockets.GoAway(sctx)
+		})
 		if err := m.http.Shutdown(sctx); err != nil {
-			// Requests still running past the timeout are cut off: closing
-			// their connections cancels their contexts and so their queries,
-			// which would otherwise hold the pool (and Close) open.
-			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+			// Ending the requests' base context cancels their statements,
+			// which would otherwise hold the pool (and Close) open;
+			// closing their connections ends the rest.
+			m.Log.Warn("shutdown timeout: canceling the requests still in flight", "timeout", inFlight.String(), "err", err)
+			m.stopBackground()
 			m.http.Close()
 		}
+		<-wentAway
 		cancel()
 	} else if m.listener != nil {
 		m.listener.Close() // Run stopped before serving
@@ -295,8 +353,8 @@ func (m *Main) Close(ctx context.Context) error {
 	}
 	m.metrics.Close()
 	if m.stopBackground != nil {
-		// Hijacked websockets outlive http.Server.Shutdown; ending their
-		// base context closes them, so clients reconnect to another instance.
+		// Websockets that still run (their close frames written, their
+		// peers not gone yet) end with their base context.
 		m.stopBackground()
 	}
 	if m.built != nil {

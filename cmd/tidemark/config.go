@@ -66,6 +66,9 @@ type Config struct {
 	// PushLimits: TIDEMARK_MAX_ROW_BYTES, TIDEMARK_MAX_PUSH_BYTES (push_config.go).
 	PushLimits syncengine.PushLimits
 	Metrics    MetricsConfig // TIDEMARK_METRICS, TIDEMARK_METRICS_ADDR (metrics_config.go)
+	// Resilience: TIDEMARK_DB_ACQUIRE_TIMEOUT, TIDEMARK_DB_STATEMENT_TIMEOUT,
+	// TIDEMARK_DRAIN_DELAY (resilience_config.go).
+	Resilience ResilienceConfig
 }
 
 // minSecretLen is the shortest JWT secret accepted: HS256 wants at least
@@ -98,6 +101,7 @@ var defaults = Config{
 	TombstonePurgeInterval: tombstones.DefaultInterval,
 	RequestLimits:          defaultRequestLimits,
 	PushLimits:             defaultPushLimits,
+	Resilience:             defaultResilience,
 
 	JWTTenantClaim:         auth.DefaultTenantClaim,
 	JWTUserClaim:           auth.DefaultUserClaim,
@@ -122,6 +126,7 @@ func (c Config) withDefaults() Config {
 	fill(&c.TombstoneRetention, defaults.TombstoneRetention)
 	fill(&c.TombstonePurgeInterval, defaults.TombstonePurgeInterval)
 	c.RequestLimits = c.RequestLimits.withDefaults()
+	c.Resilience = c.Resilience.withDefaults()
 	fill(&c.PushLimits.MaxRowBytes, defaults.PushLimits.MaxRowBytes)
 	fill(&c.PushLimits.MaxPushBytes, defaults.PushLimits.MaxPushBytes)
 	fill(&c.JWTTenantClaim, defaults.JWTTenantClaim)
@@ -323,6 +328,7 @@ func bindConfig(fs *flag.FlagSet, c *Config) error {
 	bindWebsocketLimits(fs, &c.WebsocketLimits, &errs)
 	bindRequestLimits(fs, &c.RequestLimits, &errs)
 	bindPushLimits(fs, &c.PushLimits, &errs)
+	bindResilience(fs, &c.Resilience, &errs)
 	bindMetrics(fs, &c.Metrics)
 	return errors.Join(errs...)
 }

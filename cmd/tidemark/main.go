@@ -196,9 +196,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	waitErr := m.Wait(ctx)
 	log.Info("shutting down")
+	// Shutdown drains within the shutdown timeout; the margin is for
+	// closing the pool and stopping the embedded database.
 	closeCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout+10*time.Second)
 	defer cancel()
-	return errors.Join(waitErr, m.Close(closeCtx))
+	return errors.Join(waitErr, m.Shutdown(closeCtx))
 }
 
 // migrate applies pending migrations to TIDEMARK_DATABASE_URL, or to the
@@ -224,7 +226,8 @@ func migrate(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		url = cluster.URL("tidemark")
 	}
-	d, err := db.Open(ctx, url, db.PoolConfig{MaxConns: 2}, log)
+	// No statement timeout: a migration may build an index on a large table.
+	d, err := db.Open(ctx, url, db.PoolConfig{MaxConns: 2, StatementTimeout: -1}, log)
 	if err != nil {
 		return err
 	}
