@@ -149,3 +149,16 @@ func beginSQL(opts TxOptions) (string, error) {
 	}
 	return s, nil
 }
+
+// txControlStatements are the BEGIN, COMMIT and ROLLBACK statements RunTx
+// sends, for the portability test.
+func txControlStatements() []string {
+	out := []string{"COMMIT", "ROLLBACK"}
+	for _, level := range []pgx.TxIsoLevel{pgx.ReadCommitted, pgx.Serializable} {
+		for _, mode := range []pgx.TxAccessMode{"", pgx.ReadOnly} {
+			s, _ := beginSQL(TxOptions{IsoLevel: level, AccessMode: mode})
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -10,14 +10,6 @@ import (
 	"github.com/tidemark/tidemark/db"
 )
 
-// savepointStatements are sent by cockroach-go's transaction retry helper
-// when it talks to CockroachDB, so they must parse there as well.
-var savepointStatements = []string{
-	"SAVEPOINT cockroach_restart",
-	"RELEASE SAVEPOINT cockroach_restart",
-	"ROLLBACK TO SAVEPOINT cockroach_restart",
-}
-
 // parseAsCockroachDB reports whether sql is exactly one statement CockroachDB's
 // parser accepts. It only checks syntax: names, types and functions are not
 // resolved, so a statement can pass here and still fail on a real cluster.
@@ -87,9 +79,9 @@ func TestStatementsParseAsCockroachDB(t *testing.T) {
 	if len(shapes) == 0 {
 		t.Fatal("db.ListStatementShapes returned no statements")
 	}
-	all := append(append(append([]string{}, stmts...), shapes...), savepointStatements...)
-	t.Logf("parsing %d statements: %d fixed and per collection, %d list shapes, %d savepoints",
-		len(all), len(stmts), len(shapes), len(savepointStatements))
+	all := append(append([]string{}, stmts...), shapes...)
+	t.Logf("parsing %d statements: %d fixed, per collection and transaction control, %d list shapes",
+		len(all), len(stmts), len(shapes))
 	for i, sql := range all {
 		t.Run(statementName(i, sql), func(t *testing.T) {
 			if err := parseAsCockroachDB(sql); err != nil {

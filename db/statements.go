@@ -110,6 +110,7 @@ func Statements() ([]string, error) {
 		stmtBucketFingerprints, stmtRecordFingerprint, stmtForgetFingerprint, stmtTenantIDs, stmtTenantMembers,
 		statementTimeoutSQL(DefaultStatementTimeout),
 	}
+	out = append(out, txControlStatements()...)
 	ms, err := Migrations()
 	if err != nil {
 		return nil, err

@@ -299,3 +299,49 @@ func workOrderDoc(id string) collections.Document {
 		"priority": int64(1), "assigneeId": nil, "dueAt": nil,
 	}}
 }
+
+// A queued statement's error surfaces with the flush that sends it (here
+// COMMIT's) and nothing of the transaction commits.
+func TestQueuedWriteThatFailsFailsTheCommit(t *testing.T) {
+	ctx := context.Background()
+	d := dbtest.Open(t, db.PoolConfig{})
+	if _, err := d.Pool.Exec(ctx, "CREATE TABLE things (k INT8)"); err != nil {
+		t.Fatal(err)
+	}
+	attempts := 0
+	err := d.RunTx(ctx, db.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx *db.Tx) error {
+		attempts++
+		tx.Queue("INSERT INTO things VALUES (1)")
+		tx.Queue("INSERT INTO things VALUES ($1)", "not a number")
+		return nil
+	})
+	if got := db.SQLState(err); got != "22P02" {
+		t.Fatalf("RunTx = %v (SQLSTATE %q); want the queued insert's 22P02", err, got)
+	}
+	if attempts != 1 {
+		t.Fatalf("attempts = %d; want 1", attempts)
+	}
+	var n int
+	if err := d.Pool.QueryRow(ctx, "SELECT count(*) FROM things").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("%d rows committed; want none", n)
+	}
+}
+
+// The transaction runs at the isolation it states, not the server's.
+func TestRunTxRunsAtTheStatedIsolation(t *testing.T) {
+	ctx := context.Background()
+	d := openWithDefaultIsolation(t, "serializable", db.PoolConfig{})
+	var got string
+	err := d.RunTx(ctx, db.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx *db.Tx) error {
+		return tx.QueryRow(ctx, "SHOW transaction_isolation").Scan(&got)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != "read committed" {
+		t.Fatalf("transaction_isolation = %q inside RunTx; want read committed, as stated", got)
+	}
+}
