@@ -32,6 +32,11 @@
 // folder removes its cluster, as it does when the cluster lives inside it: a
 // start that finds a cluster for the data folder's path but no
 // pgcluster.location in the data folder starts afresh.
+//
+// With Config.Supervise, a server that dies while the Cluster runs (killed,
+// crashed) is started again on the same port and data, with backoff, and
+// Cluster.Err reports the outage meanwhile; PostgreSQL's crash recovery
+// brings the data back to its last commit.
 package pgcluster
 
 import (
