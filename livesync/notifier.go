@@ -56,6 +56,7 @@ func (p PollingNotifier) Run(ctx context.Context) {
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	failing := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -78,10 +79,17 @@ func (p PollingNotifier) Run(ctx context.Context) {
 		start := time.Now()
 		heads, err := p.Heads.ScopeHeads(ctx, tenants)
 		if err != nil {
-			if ctx.Err() == nil {
-				log.Warn("polling change heads failed", "err", err)
+			// During an outage this fails on every tick: say so once,
+			// and once more when it works again.
+			if ctx.Err() == nil && !failing {
+				log.Warn("polling change heads failed; retrying on every tick", "err", err)
 			}
+			failing = true
 			continue
+		}
+		if failing {
+			log.Info("polling change heads works again")
+			failing = false
 		}
 		for _, h := range heads {
 			c, ok := collections.ByName(h.Collection)

@@ -268,7 +268,13 @@ func (s *scope) failed(log *slog.Logger, failures *int, err error) bool {
 		return false
 	}
 	*failures++
-	log.Warn("live sync read failed", "err", err, "failures", *failures)
+	// One line per streak at warning level: during an outage every scope
+	// fails on every retry.
+	level := slog.LevelDebug
+	if *failures == 1 {
+		level = slog.LevelWarn
+	}
+	log.Log(s.hub.ctx, level, "live sync read failed", "err", err, "failures", *failures)
 	if *failures >= s.hub.opts.MaxReadFailures {
 		s.mu.Lock()
 		subs := make([]*subscriber, 0, len(s.subs))
