@@ -12,8 +12,9 @@ import (
 // Tx is one attempt of a transaction RunTx runs. It pipelines: BEGIN is
 // not sent alone but with the transaction's first statement, statements
 // queued with Queue wait for the next statement that needs an answer, and
-// COMMIT leaves with the last of them. A push is so two round trips to the
-// database instead of six (docs/deploy.md, "Round trips per verb").
+// COMMIT leaves with the last of them. A one-row push is so two round trips
+// to the database instead of seven, a pull one instead of three
+// (docs/deploy.md, "Round trips per verb").
 //
 // A queued statement's error surfaces at the next Flush (a read, Exec, or
 // COMMIT) and fails the transaction there: nothing of it commits.
