@@ -68,9 +68,12 @@ func withRequestLogging(base *slog.Logger, tracer trace.Tracer, next http.Handle
 		reqLog := base.With("request_id", id)
 		log := reqLog
 		ctx := r.Context()
+		if tracer != nil {
+			// An operation with a span of its own logs with its ids.
+			ctx = context.WithValue(ctx, baseLoggerKey{}, reqLog)
+		}
 		if ids := traceIDs(ctx); ids != nil {
 			log = reqLog.With(ids...)
-			ctx = context.WithValue(ctx, baseLoggerKey{}, reqLog)
 		}
 		ctx = context.WithValue(ctx, loggerKey{}, log)
 		start := time.Now()

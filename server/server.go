@@ -227,6 +227,11 @@ func newGraphQL(cfg Config, limits *requestLimits, queryCache graphql.Cache[*ast
 	srv.AddTransport(loggedUpgrades{websocketTransport(cfg), cfg.Logger})
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(httpTransport{log: cfg.Logger})
+	if cfg.TracerProvider != nil {
+		// The first extension is the outermost: the operation's span covers
+		// every other one, refusals included, and they log with its ids.
+		srv.AroundOperations(traceOperations(cfg.TracerProvider.Tracer(tracerName), cfg.SyncFields))
+	}
 	if cfg.Metrics.Metrics != nil {
 		srv.Use(requestMetrics{cfg.Metrics.Metrics}) // first: outermost, it sees what goes out
 	}
@@ -252,10 +257,6 @@ func newGraphQL(cfg Config, limits *requestLimits, queryCache graphql.Cache[*ast
 		srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
 			return next(cfg.ResponseContext(ctx))
 		})
-	}
-	if cfg.TracerProvider != nil {
-		// Added last, so outermost: the span covers every other middleware.
-		srv.AroundOperations(traceOperations(cfg.TracerProvider.Tracer(tracerName), cfg.SyncFields))
 	}
 	return srv
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/gorilla/websocket"
@@ -94,8 +95,8 @@ func traceIDs(ctx context.Context) []any {
 // the verb and collection of a sync field and the code of every error.
 //
 // A subscription's span covers its start (authentication, the stream's
-// start position, subscribing); each event it then sends is a "stream
-// event" span under it.
+// start position, subscribing) and records its refusal, if it is refused;
+// each event it then sends is a "stream event" span under it.
 func traceOperations(tracer trace.Tracer, syncFields map[string]string) graphql.OperationMiddleware {
 	return func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 		oc := graphql.GetOperationContext(ctx)
@@ -129,24 +130,40 @@ func traceOperations(tracer trace.Tracer, syncFields map[string]string) graphql.
 				return resp
 			}
 		}
-		span.End()
+		// The subscription's span ends where its start did; it is ended
+		// (and so exported) at its first response, which says whether the
+		// start failed (an error and no data: a bad token, a refused
+		// subscribe) or the stream runs.
+		setupDone, open := time.Now(), true
 		opSpan := span
 		eventName := "stream event " + d.rootField
 		return func(ctx context.Context) *graphql.Response {
-			// The handler waits for the next event before it builds the
-			// response; the span starts once one has been built, so it marks
-			// the send rather than the wait. Its context is the operation's
-			// (gqlgen passes it back), so it is the subscription span's child.
 			resp := h(ctx)
+			if open {
+				open = false
+				if resp == nil || !hasData(resp) {
+					recordErrors(opSpan, resp)
+					opSpan.End(trace.WithTimestamp(setupDone))
+					return resp
+				}
+				opSpan.End(trace.WithTimestamp(setupDone))
+			}
 			if resp == nil {
 				return nil
 			}
+			// The handler waits for the next event before it builds the
+			// response; the event's span starts once it has been built, so it
+			// marks the send, not the wait.
 			_, ev := tracer.Start(trace.ContextWithSpan(ctx, opSpan), eventName, trace.WithAttributes(attrs...))
 			recordErrors(ev, resp)
 			ev.End()
 			return resp
 		}
 	}
+}
+
+func hasData(resp *graphql.Response) bool {
+	return len(resp.Data) > 0 && string(resp.Data) != "null"
 }
 
 // recordErrors adds each error of resp to span with its extensions.code.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -217,15 +218,16 @@ func TestASubscriptionIsTracedUnderTheUpgradesTrace(t *testing.T) {
 		c.init(map[string]any{"Authorization": bearer(token)})
 		c.expectAck()
 		c.subscribe("1", streamWorkOrdersSubscription, nil)
-		sub := rec.waitFor(t, "streamWorkOrders")
-		if sub.SpanContext().TraceID().String() != traceID || attr(sub, "tidemark.verb") != "stream" || attr(sub, "tidemark.collection") != "WorkOrder" {
-			t.Errorf("subscription span: trace %s attributes %v", sub.SpanContext().TraceID(), sub.Attributes())
-		}
+		// The subscription's span is ended at its first event.
 		if r := post(t, url, token, pushWorkOrdersMutation, map[string]any{"rows": []map[string]any{{"newDocumentState": workOrder("w1", "d")}}}); len(r.GQL.Errors) != 0 {
 			t.Fatalf("push: %s", r.Body)
 		}
 		if _, err := c.read(30 * time.Second); err != nil {
 			t.Fatalf("no stream event: %v", err)
+		}
+		sub := rec.waitFor(t, "streamWorkOrders")
+		if sub.SpanContext().TraceID().String() != traceID || attr(sub, "tidemark.verb") != "stream" || attr(sub, "tidemark.collection") != "WorkOrder" || sub.Status().Code != codes.Unset {
+			t.Errorf("subscription span: trace %s status %v attributes %v", sub.SpanContext().TraceID(), sub.Status(), sub.Attributes())
 		}
 		ev := rec.waitFor(t, "stream event streamWorkOrders")
 		if ev.Parent().SpanID() != sub.SpanContext().SpanID() {
@@ -233,4 +235,33 @@ func TestASubscriptionIsTracedUnderTheUpgradesTrace(t *testing.T) {
 		}
 	}
 	_ = logs.lines(t) // every line JSON
+}
+
+func TestASubscriptionsLogLinesCarryItsSpan(t *testing.T) {
+	rec, url, logs := startTraced(t)
+	// No traceparent: the subscription starts a trace of its own.
+	c, _, err := dialStream(t, url, streamProtocols[0], streamDialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.init(nil)
+	c.expectAck()
+	c.subscribe("1", streamWorkOrdersSubscription, map[string]any{"headers": map[string]any{"Authorization": "Bearer not-a-token"}})
+	sub := rec.waitFor(t, "streamWorkOrders")
+	if sub.Status().Description != "UNAUTHENTICATED" || sub.Parent().IsValid() {
+		t.Errorf("subscription span: status %v parent %v, want UNAUTHENTICATED in a trace of its own", sub.Status(), sub.Parent())
+	}
+	var found bool
+	for _, line := range logs.lines(t) {
+		if line["msg"] != "subscription token refused" {
+			continue
+		}
+		found = true
+		if line["trace_id"] != sub.SpanContext().TraceID().String() || line["span_id"] != sub.SpanContext().SpanID().String() {
+			t.Errorf("log line %v, want the subscription's trace %s and span %s", line, sub.SpanContext().TraceID(), sub.SpanContext().SpanID())
+		}
+	}
+	if !found {
+		t.Errorf("no log line of the refused token: %s", logs)
+	}
 }
