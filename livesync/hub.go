@@ -44,10 +44,14 @@ type target struct {
 var ErrClosed = errors.New("live sync is shutting down")
 
 // Subscribe registers a subscriber of the tenant's collection until ctx
-// ends. Its first event starts at the scope's current position (the
-// collection's head, when the scope is new), and each later event starts
-// where the one before ended, so a client that pulls from any event's
-// cursor misses nothing. When the subscriber falls behind, the hub calls
+// ends. Its first event starts at its start (WithStart) or, without one, at
+// the scope's current position (the collection's head, when the scope is
+// new), and each later event starts where the one before ended, so a
+// client that pulls from any event's cursor misses nothing. Transports
+// must give every stream a start taken before the client pulls: a new
+// scope reads its head only when the database answers, which after an
+// outage may be past changes the client never pulled (the server refuses
+// a stream whose start it cannot read). When the subscriber falls behind, the hub calls
 // the Disconnector of ctx (see WithDisconnector) and forgets it.
 //
 // set is what the subscriber may see of the collection (see syncrules): a
