@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,9 +27,13 @@ type client struct {
 	http  *http.Client
 }
 
+// clients numbers the users: each client is a user of its own, as each
+// device is, so the per-user websocket cap does not bind the tests.
+var clients atomic.Int64
+
 func newClient(t *testing.T, s *server, secret []byte, tenant string) *client {
 	t.Helper()
-	tok, err := auth.Issue(secret, tenant, "faults", 2*time.Hour, time.Now())
+	tok, err := auth.Issue(secret, tenant, fmt.Sprintf("faults-%d", clients.Add(1)), 2*time.Hour, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

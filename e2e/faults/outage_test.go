@@ -168,12 +168,16 @@ func (p *outagePusher) run(ctx context.Context, stop <-chan struct{}) error {
 // and reports not ready during the outage, recovers by itself, and
 // afterwards every acknowledged write is stored and every client, pulling
 // or streaming, has it. Streams that connect during the outage included.
-// TIDEMARK_FAULT_OUTAGE sets the outage's length (CI: 5s; the issue: 30s).
+// TIDEMARK_FAULT_OUTAGE sets the outage's length (CI: 5s; the issue: 30s),
+// TIDEMARK_FAULT_PUSHERS and TIDEMARK_FAULT_STREAMS the clients (CI: 3 and
+// 4 streams open before the outage; the issue: 4 and 20).
 func TestPostgresOutageUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fault test with real processes")
 	}
 	outage := envDuration(t, "TIDEMARK_FAULT_OUTAGE", 5*time.Second)
+	nPushers := envInt(t, "TIDEMARK_FAULT_PUSHERS", 3)
+	nStreams := envInt(t, "TIDEMARK_FAULT_STREAMS", 4)
 	pg := startDatabase(t)
 	secret := randomSecret(t)
 	env := append(cleanEnv(), "TIDEMARK_DATABASE_URL="+pg.url(), "TIDEMARK_JWT_SECRET="+string(secret), "TIDEMARK_DATA_DIR="+testDir(t))
@@ -189,8 +193,8 @@ func TestPostgresOutageUnderLoad(t *testing.T) {
 	var errs errorCounts
 	stopPush := make(chan struct{})
 	var pushers sync.WaitGroup
-	pushErr := make(chan error, 4)
-	for i := range 3 {
+	pushErr := make(chan error, nPushers)
+	for i := range nPushers {
 		p := &outagePusher{id: i, c: newClient(t, srv, secret, tenant), ledger: l, errs: &errs, states: map[string]map[string]any{}}
 		pushers.Add(1)
 		go func() { defer pushers.Done(); pushErr <- p.run(ctx, stopPush) }()
@@ -233,7 +237,7 @@ func TestPostgresOutageUnderLoad(t *testing.T) {
 		streams.Add(1)
 		go func() { defer streams.Done(); s.run(ctx) }()
 	}
-	for range 4 {
+	for range nStreams {
 		startStreamer(false)
 	}
 	waitFor(t, 60*time.Second, "every stream to subscribe", func() bool {
