@@ -244,3 +244,27 @@ func TestDatabaseHangAnswersUnavailable(t *testing.T) {
 	}
 	t.Fatal("requests still fail after the hang ended")
 }
+
+// A stream authenticated by its `headers` argument reads its start when the
+// subscription arrives; during an outage it is refused the same way: the
+// connection is closed with 1013 and no event is sent.
+func TestStreamAuthenticatedByHeadersDuringAnOutageIsRefused(t *testing.T) {
+	t.Parallel()
+	base, proxy, _ := proxiedEnv(t, db.PoolConfig{})
+	api := newWorkOrderAPI(t, base, "tenant-headers-outage")
+	for _, proto := range streamProtocols {
+		c := connectStream(t, base, proto, nil) // no token at connection_init
+		proxy.Cut()
+		subscribeWorkOrders(c, "1", bearer(api.token))
+		ce, before := c.closeCode(eventWait)
+		proxy.Restore()
+		if ce.Code != closeTryAgainLater {
+			t.Errorf("%s: closed with %d %q, want %d", proto, ce.Code, ce.Text, closeTryAgainLater)
+		}
+		for _, m := range before {
+			if m.Type == c.dataType() && decodeResult(t, m).hasData() {
+				t.Errorf("%s: an event of a refused stream: %s", proto, m.Payload)
+			}
+		}
+	}
+}
