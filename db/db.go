@@ -119,7 +119,10 @@ func Open(ctx context.Context, url string, cfg PoolConfig, log *slog.Logger) (*D
 	pc.HealthCheckPeriod = cfg.HealthCheckPeriod
 	outage := &outageLog{log: log}
 	pc.ConnConfig.Tracer = &boundedTracer{acquire: cfg.AcquireTimeout, statement: cfg.StatementTimeout, next: cfg.Tracer, outage: outage}
-	if cfg.AcquireTimeout > 0 {
+	if t := pc.ConnConfig.ConnectTimeout; cfg.AcquireTimeout > 0 && (t == 0 || t > cfg.AcquireTimeout) {
+		// A connection opened for a waiting request (and the health
+		// check's) gives up with it; the URL's connect_timeout, if
+		// shorter, stays.
 		pc.ConnConfig.ConnectTimeout = cfg.AcquireTimeout
 	}
 	if cfg.StatementTimeout > 0 {
