@@ -100,6 +100,7 @@ var defaults = Config{
 	TombstoneRetention:     tombstones.DefaultRetention,
 	TombstonePurgeInterval: tombstones.DefaultInterval,
 	RequestLimits:          defaultRequestLimits,
+	WebsocketLimits:        websocketLimitsWithDefaults(server.WebsocketLimits{}),
 	PushLimits:             defaultPushLimits,
 	Resilience:             defaultResilience,
 
@@ -126,6 +127,7 @@ func (c Config) withDefaults() Config {
 	fill(&c.TombstoneRetention, defaults.TombstoneRetention)
 	fill(&c.TombstonePurgeInterval, defaults.TombstonePurgeInterval)
 	c.RequestLimits = c.RequestLimits.withDefaults()
+	c.WebsocketLimits = websocketLimitsWithDefaults(c.WebsocketLimits)
 	c.Resilience = c.Resilience.withDefaults()
 	fill(&c.PushLimits.MaxRowBytes, defaults.PushLimits.MaxRowBytes)
 	fill(&c.PushLimits.MaxPushBytes, defaults.PushLimits.MaxPushBytes)

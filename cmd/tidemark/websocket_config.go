@@ -26,6 +26,23 @@ func bindWebsocketLimits(fs *flag.FlagSet, l *server.WebsocketLimits, errs *envE
 	fs.DurationVar(&l.MaxLifetime, "ws-max-lifetime", errs.duration("TIDEMARK_WS_MAX_LIFETIME", server.DefaultWebsocketMaxLifetime), "websockets are closed with 1001 after this, less up to a fifth at random, and clients reconnect (TIDEMARK_WS_MAX_LIFETIME)")
 }
 
+// websocketLimitsWithDefaults fills the limits left zero (a Config built
+// in code) with the flags' defaults, which are server's.
+func websocketLimitsWithDefaults(l server.WebsocketLimits) server.WebsocketLimits {
+	fill(&l.MaxConnections, server.DefaultWebsocketMaxConnections)
+	fill(&l.MaxConnectionsPerAddress, server.DefaultWebsocketMaxConnectionsPerAddress)
+	fill(&l.MaxConnectionsPerSubject, server.DefaultWebsocketMaxConnectionsPerSubject)
+	fill(&l.AcceptRate, server.DefaultWebsocketAcceptRate)
+	fill(&l.RetryAfter, server.DefaultWebsocketRetryAfter)
+	fill(&l.MaxSubscriptions, server.DefaultWebsocketMaxSubscriptions)
+	fill(&l.MaxMessageBytes, server.DefaultWebsocketMaxMessageBytes)
+	fill(&l.InitTimeout, server.DefaultWebsocketInitTimeout)
+	fill(&l.AuthTimeout, server.DefaultWebsocketAuthTimeout)
+	fill(&l.IdleTimeout, server.DefaultWebsocketIdleTimeout)
+	fill(&l.MaxLifetime, server.DefaultWebsocketMaxLifetime)
+	return l
+}
+
 func (e *envErrors) float64(name string, def float64) float64 {
 	v, ok := os.LookupEnv(name)
 	if !ok {
