@@ -152,9 +152,9 @@ func beginSQL(opts TxOptions) (string, error) {
 }
 
 // txControlStatements are the BEGIN, COMMIT and ROLLBACK statements RunTx
-// sends, for the portability test.
+// sends, and cockroach-go's savepoint statements, for the portability test.
 func txControlStatements() []string {
-	out := []string{"COMMIT", "ROLLBACK"}
+	out := []string{"COMMIT", "ROLLBACK", "SAVEPOINT cockroach_restart", releaseSavepoint, rollbackToSavepoint}
 	for _, level := range []pgx.TxIsoLevel{pgx.ReadCommitted, pgx.Serializable} {
 		for _, mode := range []pgx.TxAccessMode{"", pgx.ReadOnly} {
 			s, _ := beginSQL(TxOptions{IsoLevel: level, AccessMode: mode})
