@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -82,3 +85,39 @@ func TestStatementTimeoutIsTheSessionsAndAnswersUnavailable(t *testing.T) {
 		t.Errorf("without a statement timeout: %v", err)
 	}
 }
+
+// A pool whose every connection is busy past the acquire timeout answers
+// an outage error (the client retries), but it is load, not an outage:
+// nothing says "database unavailable".
+func TestBusyPoolIsNotLoggedAsAnOutage(t *testing.T) {
+	var logs strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	d, err := db.Open(context.Background(), dbtest.URL(t), db.PoolConfig{MaxConns: 1, AcquireTimeout: 200 * time.Millisecond}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	held, err := d.Pool.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = d.Pool.Exec(context.Background(), "SELECT 1")
+	held.Release()
+	if !db.IsUnavailable(err) {
+		t.Errorf("an acquire past its timeout: %v, want an outage error", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Contains(logs.String(), "database unavailable") {
+		t.Errorf("a busy pool was logged as an outage:\n%s", logs.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -126,9 +126,11 @@ func (t *boundedTracer) TraceAcquireEnd(ctx context.Context, pool *pgxpool.Pool,
 	if next, ok := t.next.(pgxpool.AcquireTracer); ok {
 		next.TraceAcquireEnd(ctx, pool, data)
 	}
-	if data.Err != nil {
+	if data.Err != nil && !saturated(pool) {
 		// A connection handed out proves nothing (it may be idle from
-		// before an outage); a failure to get one does.
+		// before an outage); a failure to get one does, unless every
+		// connection was busy: that is load, not an outage (the request
+		// still answers UNAVAILABLE; the pool's metrics show it).
 		t.outage.observe(data.Err)
 	}
 	release(ctx)
@@ -177,6 +179,11 @@ func (t *boundedTracer) TraceConnectEnd(ctx context.Context, data pgx.TraceConne
 	if next, ok := t.next.(pgx.ConnectTracer); ok {
 		next.TraceConnectEnd(ctx, data)
 	}
+}
+
+func saturated(pool *pgxpool.Pool) bool {
+	st := pool.Stat()
+	return st.AcquiredConns() >= st.MaxConns()
 }
 
 func (t *boundedTracer) statementBound() time.Duration {
