@@ -36,7 +36,9 @@ const (
 ON CONFLICT (tenant_id, collection) DO UPDATE SET seq = change_counters.seq
 RETURNING seq`
 	// stmtAdvanceScope reserves n change numbers; the lock is already held.
-	stmtAdvanceScope = `UPDATE change_counters SET seq = seq + $3 WHERE tenant_id = $1 AND collection = $2 RETURNING seq`
+	// It stamps the row with the database's clock for the notifier's poll
+	// of changed scopes (db/changes.go): the same statement, no round trip.
+	stmtAdvanceScope = `UPDATE change_counters SET seq = seq + $3, changed_at = clock_timestamp() WHERE tenant_id = $1 AND collection = $2 RETURNING seq`
 	// stmtScopeHead reads a scope's latest change number without locking.
 	stmtScopeHead = `SELECT seq FROM change_counters WHERE tenant_id = $1 AND collection = $2`
 	// stmtScopeHeads reads the heads of every collection of the given tenants:
@@ -108,7 +110,7 @@ func Statements() ([]string, error) {
 		stmtTableColumns, stmtMembersOf, stmtSetMember, stmtPurgeHorizon,
 		stmtTakeLease, stmtReleaseLease, stmtPurgeRemovals, stmtRaiseHorizon,
 		stmtBucketFingerprints, stmtRecordFingerprint, stmtForgetFingerprint, stmtTenantIDs, stmtTenantMembers,
-		statementTimeoutSQL(DefaultStatementTimeout),
+		statementTimeoutSQL(DefaultStatementTimeout), stmtChangedScopes,
 	}
 	out = append(out, txControlStatements()...)
 	ms, err := Migrations()
