@@ -16,10 +16,11 @@ import (
 )
 
 // bench runs a load test against a running Tidemark:
-// `tidemark bench sync|stream|read|rules`.
+// `tidemark bench sync|stream|read|rules|soak`; `latency` starts its own
+// server (bench_latency.go).
 func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: tidemark bench sync|stream|read|rules|soak [flags]")
+		return errors.New("usage: tidemark bench sync|stream|read|rules|soak|latency [flags]")
 	}
 	switch args[0] {
 	case "sync":
@@ -32,8 +33,10 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return benchRules(ctx, args[1:], stdout, stderr)
 	case "soak":
 		return benchSoak(ctx, args[1:], stdout, stderr)
+	case "latency":
+		return benchLatency(ctx, args[1:], stdout, stderr)
 	}
-	return fmt.Errorf("unknown benchmark %q (want sync, stream, read, rules or soak)", args[0])
+	return fmt.Errorf("unknown benchmark %q (want sync, stream, read, rules, soak or latency)", args[0])
 }
 
 // benchTarget is the server a benchmark talks to and how it signs tokens.
