@@ -12,6 +12,7 @@ package wiring
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -42,6 +43,17 @@ const (
 	DefaultMaxBodyBytes   = 16 << 20
 )
 
+// The notifiers Config.Notifier names.
+const (
+	// NotifierChanges polls the scopes changed since the last poll, one
+	// query per instance per interval whatever the number of tenants
+	// (livesync.ChangesNotifier).
+	NotifierChanges = "changes"
+	// NotifierHeads polls the heads of every tenant with local
+	// subscribers (livesync.PollingNotifier), the notifier before 0025.
+	NotifierHeads = "heads"
+)
+
 // readyTimeout bounds one /readyz check.
 const readyTimeout = 2 * time.Second
 
@@ -61,6 +73,9 @@ type Config struct {
 	// PollInterval is how often live sync and the cache look for other
 	// instances' commits (default DefaultPollInterval).
 	PollInterval time.Duration
+	// Notifier is how they look (default NotifierChanges; see
+	// docs/benchmarks.md, "Notifier at scale").
+	Notifier string
 	// CacheDocuments and CacheTTL size the by-id document cache (defaults
 	// DefaultCacheDocuments and DefaultCacheTTL).
 	CacheDocuments int64
@@ -97,6 +112,9 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.PollInterval == 0 {
 		c.PollInterval = DefaultPollInterval
+	}
+	if c.Notifier == "" {
+		c.Notifier = NotifierChanges
 	}
 	if c.CacheDocuments == 0 {
 		c.CacheDocuments = DefaultCacheDocuments
@@ -141,6 +159,9 @@ func Build(d *db.DB, cfg Config) (*Built, error) {
 		return nil, errors.New("wiring: no JWT secret and no verifier")
 	}
 	cfg = cfg.withDefaults()
+	if cfg.Notifier != NotifierChanges && cfg.Notifier != NotifierHeads {
+		return nil, fmt.Errorf("wiring: unknown notifier %q (want %q or %q)", cfg.Notifier, NotifierChanges, NotifierHeads)
+	}
 
 	engine := syncengine.New(d)
 	engine.SetPushLimits(cfg.PushLimits)
@@ -207,16 +228,22 @@ func Build(d *db.DB, cfg Config) (*Built, error) {
 			defer close(purging)
 			purger.Run(ctx)
 		}()
-		livesync.PollingNotifier{
-			Heads: d, Listeners: []livesync.HeadListener{hub, cache},
-			Interval: cfg.PollInterval, Logger: cfg.Logger, Cycle: cfg.Server.Metrics.Metrics.NotifierCycleFunc(),
-		}.Run(ctx)
+		notifier(cfg, d, hub, cache).Run(ctx)
 		<-purging
 	}()
 	return &Built{
 		DB: d, Sync: engine, Live: hub, Cache: cache, Handler: handler,
 		stopPolling: stop, polling: polling,
 	}, nil
+}
+
+// notifier builds the Notifier cfg names for the hub and the cache.
+func notifier(cfg Config, d *db.DB, listeners ...livesync.HeadListener) livesync.Notifier {
+	cycle := cfg.Server.Metrics.Metrics.NotifierCycleFunc()
+	if cfg.Notifier == NotifierHeads {
+		return livesync.PollingNotifier{Heads: d, Listeners: listeners, Interval: cfg.PollInterval, Logger: cfg.Logger, Cycle: cycle}
+	}
+	return &livesync.ChangesNotifier{Changes: d, Heads: d, Listeners: listeners, Interval: cfg.PollInterval, Logger: cfg.Logger, Cycle: cycle}
 }
 
 // Close stops the poller, ends every live stream's scope and empties the
