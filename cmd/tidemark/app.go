@@ -130,6 +130,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Verifier:       m.verifier,
 		Logger:         m.Log,
 		PollInterval:   m.Config.PollInterval,
+		Notifier:       m.Config.Notifier,
 		CacheDocuments: m.Config.CacheDocuments,
 		CacheTTL:       m.Config.CacheTTL,
 		NoCache:        m.Config.NoCache,

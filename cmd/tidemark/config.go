@@ -48,6 +48,7 @@ type Config struct {
 	MaxBodyBytes    int64
 	ShutdownTimeout time.Duration
 	PollInterval    time.Duration // how often live sync looks for other instances' commits
+	Notifier        string        // how it looks: TIDEMARK_NOTIFIER (notifier_config.go)
 	DebugAddr       string        // if set, a separate listener serves /debug/pprof
 	Tracing         string        // "otlp", "off", or "" (from the OTEL_* variables); tracing.go
 	NoCache         bool          // serve by-id lookups from the database alone (for comparison)
@@ -94,6 +95,7 @@ var defaults = Config{
 	MaxBodyBytes:    wiring.DefaultMaxBodyBytes,
 	ShutdownTimeout: 15 * time.Second,
 	PollInterval:    wiring.DefaultPollInterval,
+	Notifier:        wiring.NotifierChanges,
 	CacheDocuments:  wiring.DefaultCacheDocuments,
 	CacheTTL:        wiring.DefaultCacheTTL,
 
@@ -122,6 +124,7 @@ func (c Config) withDefaults() Config {
 	fill(&c.MaxBodyBytes, defaults.MaxBodyBytes)
 	fill(&c.ShutdownTimeout, defaults.ShutdownTimeout)
 	fill(&c.PollInterval, defaults.PollInterval)
+	fill(&c.Notifier, defaults.Notifier)
 	fill(&c.CacheDocuments, defaults.CacheDocuments)
 	fill(&c.CacheTTL, defaults.CacheTTL)
 	fill(&c.TombstoneRetention, defaults.TombstoneRetention)
@@ -156,6 +159,7 @@ func (c Config) validate() error {
 	errs = append(errs, c.validateIdentityProvider()...)
 	errs = append(errs, c.validateDemo()...)
 	errs = append(errs, validatePushLimits(c.PushLimits)...)
+	errs = append(errs, validateNotifier(c.Notifier)...)
 	errs = append(errs, c.Metrics.validate()...)
 	if c.DBMaxConns < 1 || c.DBMaxConns > 10_000 {
 		errs = append(errs, fmt.Errorf("TIDEMARK_DB_MAX_CONNS must be between 1 and 10000 (got %d)", c.DBMaxConns))
@@ -330,6 +334,7 @@ func bindConfig(fs *flag.FlagSet, c *Config) error {
 	bindWebsocketLimits(fs, &c.WebsocketLimits, &errs)
 	bindRequestLimits(fs, &c.RequestLimits, &errs)
 	bindPushLimits(fs, &c.PushLimits, &errs)
+	bindNotifier(fs, &c.Notifier)
 	bindResilience(fs, &c.Resilience, &errs)
 	bindMetrics(fs, &c.Metrics)
 	return errors.Join(errs...)
