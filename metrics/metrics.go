@@ -55,6 +55,7 @@ type Metrics struct {
 	streamDrops     *prometheus.CounterVec
 	notifierCycle   prometheus.Histogram
 	txRetries       *prometheus.CounterVec
+	instanceInfo    *prometheus.GaugeVec
 
 	operations, codes, sqlStates *capped
 
@@ -116,6 +117,10 @@ func New() *Metrics {
 			Namespace: namespace, Name: "db_transaction_retries_total",
 			Help: "Transactions run again because the database asked for a retry, by SQLSTATE (40001 serialization failure, 40P01 deadlock).",
 		}, []string{"sqlstate"}),
+		instanceInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "instance_info",
+			Help: "Always 1, with the region this instance runs in (TIDEMARK_REGION; empty when not set): join on instance to see any series by region.",
+		}, []string{"region"}),
 		operations: newCapped(maxOperations),
 		codes:      newCapped(maxCodes),
 		sqlStates:  newCapped(maxSQLStates),
@@ -123,7 +128,7 @@ func New() *Metrics {
 	}
 	m.collectors = []prometheus.Collector{
 		m.requestDuration, m.rejections, m.pushRows, m.pulledDocuments, m.pullBehind,
-		m.fanOutLag, m.streamDrops, m.notifierCycle, m.txRetries, m.sources,
+		m.fanOutLag, m.streamDrops, m.notifierCycle, m.txRetries, m.instanceInfo, m.sources,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	}
@@ -217,6 +222,16 @@ func (m *Metrics) NotifierCycle(d time.Duration) {
 		return
 	}
 	m.notifierCycle.Observe(d.Seconds())
+}
+
+// SetRegion gives tidemark_instance_info its one series: the instance's
+// region (one value per process, so the label stays bounded).
+func (m *Metrics) SetRegion(region string) {
+	if m == nil {
+		return
+	}
+	m.instanceInfo.Reset()
+	m.instanceInfo.WithLabelValues(region).Set(1)
 }
 
 // TxRetried counts one transaction retry (db.DB.ObserveRetries).

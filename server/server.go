@@ -45,6 +45,9 @@ type Config struct {
 	// Ready reports whether the server can serve (database reachable, schema
 	// current); /readyz answers 503 with its error otherwise.
 	Ready func(ctx context.Context) error
+	// Region is the region this instance runs in (TIDEMARK_REGION), shown
+	// in /readyz's body; empty: not shown.
+	Region string
 
 	// Introspection lets clients (and the Playground) read the schema.
 	Introspection bool
@@ -285,18 +288,28 @@ func New(cfg Config) (http.Handler, error) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		body := func(kv ...string) map[string]string {
+			m := map[string]string{}
+			if cfg.Region != "" {
+				m["region"] = cfg.Region
+			}
+			for i := 0; i+1 < len(kv); i += 2 {
+				m[kv[i]] = kv[i+1]
+			}
+			return m
+		}
 		if cfg.Draining != nil && cfg.Draining.Err() != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "shutting down"})
+			writeJSON(w, http.StatusServiceUnavailable, body("status", "unavailable", "reason", "shutting down"))
 			return
 		}
 		if cfg.Ready != nil {
 			if err := cfg.Ready(r.Context()); err != nil {
 				Logger(r.Context(), cfg.Logger).Warn("not ready", "err", err)
-				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
+				writeJSON(w, http.StatusServiceUnavailable, body("status", "unavailable", "reason", err.Error()))
 				return
 			}
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		writeJSON(w, http.StatusOK, body("status", "ready"))
 	})
 	pg, err := newPlayground(cfg.PlaygroundToken)
 	if err != nil {

@@ -95,6 +95,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if m.metrics, err = startMetrics(m.Config.Metrics, m.Log); err != nil {
 		return err
 	}
+	m.metrics.serverConfig().Metrics.SetRegion(m.Config.Region)
 	if !m.Config.DevMode() {
 		// A JWKS URL is fetched here, before the database: a JWKS that
 		// cannot be read stops the start at once, with the URL and why.
@@ -151,6 +152,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			Draining:        m.draining,
 			Websockets:      m.websockets,
 			Metrics:         m.metrics.serverConfig(),
+			Region:          m.Config.Region,
 		}),
 	})
 	if err != nil {
@@ -184,7 +186,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 
 	m.Log.Info("tidemark is serving", "addr", m.Addr(), "playground", "http://"+browsable(m.Addr())+"/",
-		"dev_mode", m.Config.DevMode(), "dialect", m.db.Dialect.String())
+		"dev_mode", m.Config.DevMode(), "dialect", m.db.Dialect.String(), "region", m.Config.Region)
 	if m.Config.DevMode() && m.Config.Addr == "" {
 		m.Log.Info("dev mode listens on loopback only, as it hands out a token: set TIDEMARK_ADDR (e.g. :8080) to listen on other interfaces", "addr", m.Addr())
 	}

@@ -67,6 +67,7 @@ type Config struct {
 	// PushLimits: TIDEMARK_MAX_ROW_BYTES, TIDEMARK_MAX_PUSH_BYTES (push_config.go).
 	PushLimits syncengine.PushLimits
 	Metrics    MetricsConfig // TIDEMARK_METRICS, TIDEMARK_METRICS_ADDR (metrics_config.go)
+	Region     string        // TIDEMARK_REGION (region_config.go); empty: not set
 	// Resilience: TIDEMARK_DB_ACQUIRE_TIMEOUT, TIDEMARK_DB_STATEMENT_TIMEOUT,
 	// TIDEMARK_DRAIN_DELAY (resilience_config.go).
 	Resilience ResilienceConfig
@@ -161,6 +162,7 @@ func (c Config) validate() error {
 	errs = append(errs, validatePushLimits(c.PushLimits)...)
 	errs = append(errs, validateNotifier(c.Notifier)...)
 	errs = append(errs, c.Metrics.validate()...)
+	errs = append(errs, validateRegion(c.Region)...)
 	if c.DBMaxConns < 1 || c.DBMaxConns > 10_000 {
 		errs = append(errs, fmt.Errorf("TIDEMARK_DB_MAX_CONNS must be between 1 and 10000 (got %d)", c.DBMaxConns))
 	}
@@ -337,6 +339,7 @@ func bindConfig(fs *flag.FlagSet, c *Config) error {
 	bindNotifier(fs, &c.Notifier)
 	bindResilience(fs, &c.Resilience, &errs)
 	bindMetrics(fs, &c.Metrics)
+	bindRegion(fs, &c.Region)
 	return errors.Join(errs...)
 }
 
