@@ -126,11 +126,7 @@ func Open(ctx context.Context, url string, cfg PoolConfig, log *slog.Logger) (*D
 		pc.ConnConfig.ConnectTimeout = cfg.AcquireTimeout
 	}
 	if cfg.StatementTimeout > 0 {
-		set := statementTimeoutSQL(cfg.StatementTimeout)
-		pc.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
-			_, err := conn.Exec(ctx, set)
-			return err
-		}
+		withStatementTimeout(pc.ConnConfig, cfg.StatementTimeout)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {

@@ -110,7 +110,7 @@ func Statements() ([]string, error) {
 		stmtTableColumns, stmtMembersOf, stmtSetMember, stmtPurgeHorizon,
 		stmtTakeLease, stmtReleaseLease, stmtPurgeRemovals, stmtRaiseHorizon,
 		stmtBucketFingerprints, stmtRecordFingerprint, stmtForgetFingerprint, stmtTenantIDs, stmtTenantMembers,
-		statementTimeoutSQL(DefaultStatementTimeout), stmtChangedScopes,
+		stmtChangedScopes,
 	}
 	out = append(out, txControlStatements()...)
 	ms, err := Migrations()

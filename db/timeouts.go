@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,10 +28,22 @@ const (
 	statementGrace = 2 * time.Second
 )
 
-// statementTimeoutSQL sets the session's statement_timeout, in
-// milliseconds; PostgreSQL and CockroachDB both take it as a session setting.
-func statementTimeoutSQL(d time.Duration) string {
-	return fmt.Sprintf("SET statement_timeout = %d", d.Milliseconds())
+// withStatementTimeout sets the sessions' statement_timeout, in
+// milliseconds, as a startup option of every connection (PostgreSQL and
+// CockroachDB both read "-c name=value" from the options parameter, as from
+// a connection string's options=). A SET after connecting would cost each
+// new connection a round trip, paid by whichever request opened it. A
+// statement_timeout the URL's options already set is kept.
+func withStatementTimeout(c *pgx.ConnConfig, d time.Duration) {
+	options := c.RuntimeParams["options"]
+	if strings.Contains(options, "statement_timeout") {
+		return
+	}
+	setting := fmt.Sprintf("-c statement_timeout=%d", d.Milliseconds())
+	if options != "" {
+		setting = options + " " + setting
+	}
+	c.RuntimeParams["options"] = setting
 }
 
 // boundedTracer gives every pool acquire and every statement a deadline of
