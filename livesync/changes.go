@@ -33,7 +33,8 @@ const DefaultOverlap = 2 * time.Second
 //
 // On start it reads the heads of its listeners' tenants once (Heads), after
 // taking the database's clock, so the changes committed while no notifier
-// ran (a restart) reach subscribers that outlived it.
+// ran (a restart) reach subscribers that outlived it. It does the same
+// after a time without listened-to tenants, when it reads nothing.
 type ChangesNotifier struct {
 	Changes   ChangedScopesReader
 	Heads     HeadReader
@@ -73,7 +74,7 @@ func (n *ChangesNotifier) Run(ctx context.Context) {
 	defer t.Stop()
 	for {
 		start := time.Now()
-		err := n.Poll(ctx)
+		polled, err := n.poll(ctx)
 		switch {
 		case err != nil:
 			// During an outage this fails on every tick: say so once,
@@ -89,7 +90,7 @@ func (n *ChangesNotifier) Run(ctx context.Context) {
 				log.Info("polling changed scopes works again")
 				n.failing = false
 			}
-			if n.Cycle != nil {
+			if polled && n.Cycle != nil {
 				n.Cycle(time.Since(start))
 			}
 		}
@@ -104,13 +105,27 @@ func (n *ChangesNotifier) Run(ctx context.Context) {
 // Poll runs one cycle: the catch-up read if this notifier has not caught up
 // yet, else the query of the scopes changed since the last poll, and tells
 // the listeners. It is Run's step, for tests and benchmarks.
+//
+// While no listener names a tenant it reads nothing, as PollingNotifier
+// does, and catches up again when one does: an instance without
+// subscribers leaves the database alone.
 func (n *ChangesNotifier) Poll(ctx context.Context) error {
+	_, err := n.poll(ctx)
+	return err
+}
+
+func (n *ChangesNotifier) poll(ctx context.Context) (polled bool, err error) {
+	tenants := listenersTenants(n.Listeners)
+	if len(tenants) == 0 {
+		n.since, n.reported = time.Time{}, nil
+		return false, nil
+	}
 	if n.since.IsZero() {
-		return n.catchUp(ctx)
+		return true, n.catchUp(ctx, tenants)
 	}
 	now, heads, err := n.Changes.ChangedScopes(ctx, n.since)
 	if err != nil {
-		return err
+		return true, err
 	}
 	reported := make(map[scopeAt]bool, len(heads))
 	for _, h := range heads {
@@ -123,25 +138,23 @@ func (n *ChangesNotifier) Poll(ctx context.Context) error {
 	}
 	n.reported = reported
 	n.advance(now)
-	return nil
+	return true, nil
 }
 
 // catchUp takes the database's clock, then reads the heads of the
 // listeners' tenants: whatever committed before that read is in it, and
 // whatever commits after carries a stamp the next poll asks for.
-func (n *ChangesNotifier) catchUp(ctx context.Context) error {
+func (n *ChangesNotifier) catchUp(ctx context.Context, tenants []string) error {
 	now, _, err := n.Changes.ChangedScopes(ctx, time.Time{})
 	if err != nil {
 		return err
 	}
-	if tenants := listenersTenants(n.Listeners); len(tenants) > 0 {
-		heads, err := n.Heads.ScopeHeads(ctx, tenants)
-		if err != nil {
-			return err
-		}
-		for _, h := range heads {
-			n.notify(h)
-		}
+	heads, err := n.Heads.ScopeHeads(ctx, tenants)
+	if err != nil {
+		return err
+	}
+	for _, h := range heads {
+		n.notify(h)
 	}
 	n.reported = nil
 	n.advance(now)

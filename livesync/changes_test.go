@@ -195,7 +195,7 @@ func TestChangesNotifierMissesNothingAcrossARestart(t *testing.T) {
 	<-done
 
 	push(t, engine, "t1", note("n3", "while none runs")) // head 3
-	control := newHeadLog()
+	control := newHeadLog("another tenant")              // heard of in the catch-up, not t1
 	c := newNotifier(control)
 	for range 2 { // the catch-up, then one poll of changes
 		if err := c.Poll(context.Background()); err != nil {
@@ -212,4 +212,34 @@ func TestChangesNotifierMissesNothingAcrossARestart(t *testing.T) {
 	listener.waitFor(t, "t1/Note", 3)
 	push(t, engine, "t1", note("n4", "after the restart")) // head 4
 	listener.waitFor(t, "t1/Note", 4)
+}
+
+// TestChangesNotifierLeavesTheDatabaseAloneWithoutListenedTenants: an
+// instance without subscribers sends nothing, and once a tenant is listened
+// to again it catches up on what changed meanwhile.
+func TestChangesNotifierLeavesTheDatabaseAloneWithoutListenedTenants(t *testing.T) {
+	statements := &statementCount{}
+	d := dbtest.Open(t, db.PoolConfig{Tracer: statements})
+	listener := newHeadLog()
+	n := &livesync.ChangesNotifier{Changes: d, Heads: d, Listeners: []livesync.HeadListener{listener}, Overlap: time.Nanosecond}
+	ctx := context.Background()
+	before := statements.n.Load()
+	for range 3 {
+		if err := n.Poll(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if sent := statements.n.Load() - before; sent != 0 {
+		t.Fatalf("polls without listened tenants sent %d statements; want none", sent)
+	}
+	push(t, syncengine.New(d), "t1", note("n1", "while no one listens"))
+	listener.mu.Lock()
+	listener.tenants = []string{"t1"}
+	listener.mu.Unlock()
+	if err := n.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if heads, _ := listener.take(); heads["t1/Note"] != 1 {
+		t.Fatalf("the first poll with a listened tenant reported %v; want t1/Note at 1", heads)
+	}
 }

@@ -128,7 +128,7 @@ func BenchmarkNotifierPoll(b *testing.B) {
 				// every poll's window: the steady state of `changed`
 				// scopes changing per window.
 				n := &livesync.ChangesNotifier{Changes: counted, Heads: d, Overlap: time.Minute,
-					Listeners: []livesync.HeadListener{newHeadLog()}}
+					Listeners: []livesync.HeadListener{newHeadLog(ids...)}}
 				if err := n.Poll(ctx); err != nil { // the catch-up
 					b.Fatal(err)
 				}
