@@ -115,13 +115,12 @@ func (n *ChangesNotifier) Poll(ctx context.Context) error {
 }
 
 func (n *ChangesNotifier) poll(ctx context.Context) (polled bool, err error) {
-	tenants := listenersTenants(n.Listeners)
-	if len(tenants) == 0 {
+	if !anyTenants(n.Listeners) {
 		n.since, n.reported = time.Time{}, nil
 		return false, nil
 	}
 	if n.since.IsZero() {
-		return true, n.catchUp(ctx, tenants)
+		return true, n.catchUp(ctx, listenersTenants(n.Listeners))
 	}
 	now, heads, err := n.Changes.ChangedScopes(ctx, n.since)
 	if err != nil {
@@ -177,6 +176,25 @@ func (n *ChangesNotifier) notify(h collections.ScopeHead) {
 	for _, l := range n.Listeners {
 		l.Notify(h.TenantID, c, h.Change)
 	}
+}
+
+// tenantsKnower is a HeadListener that says whether it has tenants without
+// listing them (Hub does): a poll asks on every tick, and a list of 100k
+// tenants costs tens of milliseconds to build.
+type tenantsKnower interface{ HasTenants() bool }
+
+// anyTenants reports whether any listener cares about a tenant now.
+func anyTenants(listeners []HeadListener) bool {
+	for _, l := range listeners {
+		if k, ok := l.(tenantsKnower); ok {
+			if k.HasTenants() {
+				return true
+			}
+		} else if len(l.Tenants()) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // listenersTenants lists the tenants any listener cares about, once each.

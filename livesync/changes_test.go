@@ -36,6 +36,13 @@ func (l *headLog) Tenants() []string {
 	return append([]string(nil), l.tenants...)
 }
 
+// HasTenants answers as Hub does, without a list.
+func (l *headLog) HasTenants() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.tenants) > 0
+}
+
 func (l *headLog) Notify(tenantID string, c *collections.Collection, head int64) {
 	l.mu.Lock()
 	l.heads[tenantID+"/"+c.Name] = head

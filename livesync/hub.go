@@ -144,6 +144,14 @@ func (h *Hub) Tenants() []string {
 	return out
 }
 
+// HasTenants reports whether any tenant has local subscribers: what a
+// notifier asks on every tick, without building Tenants' list.
+func (h *Hub) HasTenants() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.scopes) > 0
+}
+
 // Stats counts what the hub serves now.
 type Stats struct{ Scopes, Subscribers int }
 
