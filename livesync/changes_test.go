@@ -3,6 +3,7 @@ package livesync_test
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -248,5 +249,59 @@ func TestChangesNotifierLeavesTheDatabaseAloneWithoutListenedTenants(t *testing.
 	}
 	if heads, _ := listener.take(); heads["t1/Note"] != 1 {
 		t.Fatalf("the first poll with a listened tenant reported %v; want t1/Note at 1", heads)
+	}
+}
+
+// TestChangesNotifierReportsACommitMadeDuringAnOutage: polls fail while the
+// database is cut from this instance (not from the instance that pushes);
+// the first poll that works again reports the commit.
+func TestChangesNotifierReportsACommitMadeDuringAnOutage(t *testing.T) {
+	proxied, proxy := dbtest.ProxiedURL(t)
+	p, err := url.Parse(proxied)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := url.Parse(dbtest.URL(t)) // the same server, reached directly
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct := *p
+	direct.Host = server.Host
+	ctx := context.Background()
+	here, err := db.Open(ctx, p.String(), db.PoolConfig{AcquireTimeout: time.Second}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(here.Close)
+	there, err := db.Open(ctx, direct.String(), db.PoolConfig{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(there.Close)
+
+	listener := newHeadLog("t1")
+	n := &livesync.ChangesNotifier{Changes: here, Heads: here, Listeners: []livesync.HeadListener{listener}, Overlap: time.Nanosecond}
+	if err := n.Poll(ctx); err != nil { // the catch-up
+		t.Fatal(err)
+	}
+	proxy.Cut()
+	if err := n.Poll(ctx); err == nil {
+		t.Fatal("a poll through the cut proxy worked")
+	}
+	push(t, syncengine.New(there), "t1", note("n1", "during the outage"))
+	proxy.Restore()
+	// A pooled connection from before the cut fails once: poll until one
+	// works, a few times at most.
+	for attempt := 1; ; attempt++ {
+		err := n.Poll(ctx)
+		if err == nil {
+			break
+		}
+		if attempt == 5 {
+			t.Fatalf("polls still fail after the outage: %v", err)
+		}
+	}
+	if heads, _ := listener.take(); heads["t1/Note"] != 1 {
+		t.Fatalf("after the outage the notifier reported %v; want t1/Note at 1", heads)
 	}
 }
