@@ -41,6 +41,8 @@ const (
 	DefaultCacheDocuments = doccache.DefaultMaxDocuments
 	DefaultCacheTTL       = doccache.DefaultTTL
 	DefaultMaxBodyBytes   = 16 << 20
+	// DefaultNotifierOverlap is Config.NotifierOverlap's default.
+	DefaultNotifierOverlap = livesync.DefaultOverlap
 )
 
 // The notifiers Config.Notifier names.
@@ -74,8 +76,11 @@ type Config struct {
 	// instances' commits (default DefaultPollInterval).
 	PollInterval time.Duration
 	// Notifier is how they look (default NotifierChanges; see
-	// docs/benchmarks.md, "Notifier at scale").
-	Notifier string
+	// docs/benchmarks.md, "Notifier at scale"). NotifierOverlap is how
+	// far back NotifierChanges asks each time, for commits in flight
+	// (default DefaultNotifierOverlap).
+	Notifier        string
+	NotifierOverlap time.Duration
 	// CacheDocuments and CacheTTL size the by-id document cache (defaults
 	// DefaultCacheDocuments and DefaultCacheTTL).
 	CacheDocuments int64
@@ -243,7 +248,8 @@ func notifier(cfg Config, d *db.DB, listeners ...livesync.HeadListener) livesync
 	if cfg.Notifier == NotifierHeads {
 		return livesync.PollingNotifier{Heads: d, Listeners: listeners, Interval: cfg.PollInterval, Logger: cfg.Logger, Cycle: cycle}
 	}
-	return &livesync.ChangesNotifier{Changes: d, Heads: d, Listeners: listeners, Interval: cfg.PollInterval, Logger: cfg.Logger, Cycle: cycle}
+	return &livesync.ChangesNotifier{Changes: d, Heads: d, Listeners: listeners, Interval: cfg.PollInterval,
+		Overlap: cfg.NotifierOverlap, Logger: cfg.Logger, Cycle: cycle}
 }
 
 // Close stops the poller, ends every live stream's scope and empties the

@@ -139,6 +139,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 		TombstoneRetention:     m.Config.TombstoneRetention,
 		TombstonePurgeInterval: m.Config.TombstonePurgeInterval,
+		NotifierOverlap:        m.Config.NotifierOverlap,
 		PushLimits:             m.Config.PushLimits,
 		TracerProvider:         m.tracing.Provider(),
 		Server: m.Config.RequestLimits.into(server.Config{

@@ -49,6 +49,7 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	PollInterval    time.Duration // how often live sync looks for other instances' commits
 	Notifier        string        // how it looks: TIDEMARK_NOTIFIER (notifier_config.go)
+	NotifierOverlap time.Duration // TIDEMARK_NOTIFIER_OVERLAP (notifier_config.go)
 	DebugAddr       string        // if set, a separate listener serves /debug/pprof
 	Tracing         string        // "otlp", "off", or "" (from the OTEL_* variables); tracing.go
 	NoCache         bool          // serve by-id lookups from the database alone (for comparison)
@@ -97,6 +98,7 @@ var defaults = Config{
 	ShutdownTimeout: 15 * time.Second,
 	PollInterval:    wiring.DefaultPollInterval,
 	Notifier:        wiring.NotifierChanges,
+	NotifierOverlap: wiring.DefaultNotifierOverlap,
 	CacheDocuments:  wiring.DefaultCacheDocuments,
 	CacheTTL:        wiring.DefaultCacheTTL,
 
@@ -126,6 +128,7 @@ func (c Config) withDefaults() Config {
 	fill(&c.ShutdownTimeout, defaults.ShutdownTimeout)
 	fill(&c.PollInterval, defaults.PollInterval)
 	fill(&c.Notifier, defaults.Notifier)
+	fill(&c.NotifierOverlap, defaults.NotifierOverlap)
 	fill(&c.CacheDocuments, defaults.CacheDocuments)
 	fill(&c.CacheTTL, defaults.CacheTTL)
 	fill(&c.TombstoneRetention, defaults.TombstoneRetention)
@@ -160,7 +163,7 @@ func (c Config) validate() error {
 	errs = append(errs, c.validateIdentityProvider()...)
 	errs = append(errs, c.validateDemo()...)
 	errs = append(errs, validatePushLimits(c.PushLimits)...)
-	errs = append(errs, validateNotifier(c.Notifier)...)
+	errs = append(errs, validateNotifier(c.Notifier, c.NotifierOverlap)...)
 	errs = append(errs, c.Metrics.validate()...)
 	errs = append(errs, validateRegion(c.Region)...)
 	if c.DBMaxConns < 1 || c.DBMaxConns > 10_000 {
@@ -336,7 +339,7 @@ func bindConfig(fs *flag.FlagSet, c *Config) error {
 	bindWebsocketLimits(fs, &c.WebsocketLimits, &errs)
 	bindRequestLimits(fs, &c.RequestLimits, &errs)
 	bindPushLimits(fs, &c.PushLimits, &errs)
-	bindNotifier(fs, &c.Notifier)
+	bindNotifier(fs, &c.Notifier, &c.NotifierOverlap, &errs)
 	bindResilience(fs, &c.Resilience, &errs)
 	bindMetrics(fs, &c.Metrics)
 	bindRegion(fs, &c.Region)
