@@ -176,7 +176,8 @@ type LatencyVerb struct {
 	Name    string
 	Latency Latencies
 	// RoundTrips is (p50 − p50 with no delay) ÷ the round-trip time: the
-	// database round trips one request waits for. Zero at no delay.
+	// database round trips one request waits for. Zero at no delay; when
+	// no delay of 0 runs first, the p50 alone is divided.
 	RoundTrips float64
 }
 
