@@ -293,11 +293,17 @@ func devSecret(dataDir string, persist bool) ([]byte, error) {
 // Shutdown stops the program as SIGTERM asks, draining it: /readyz answers
 // 503 at once while everything is still served; after the drain delay
 // (load balancers have noticed by then) Close runs with what is left of
-// the shutdown timeout. The drain delay takes at most half of it.
+// the shutdown timeout. The drain delay takes at most half of it. Dev mode
+// has no load balancer to wait for (it listens on loopback), so Ctrl-C
+// stops it at once.
 func (m *Main) Shutdown(ctx context.Context) error {
 	start := time.Now()
 	m.beginDrain()
-	if delay := min(m.Config.Resilience.DrainDelay, m.Config.ShutdownTimeout/2); delay > 0 {
+	delay := min(m.Config.Resilience.DrainDelay, m.Config.ShutdownTimeout/2)
+	if m.Config.DevMode() {
+		delay = 0
+	}
+	if delay > 0 {
 		m.Log.Info("shutting down: not ready; the listener closes after the drain delay", "drain_delay", delay.String())
 		select {
 		case <-time.After(delay):
