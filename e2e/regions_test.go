@@ -162,6 +162,11 @@ func TestThreeInstancesAcrossDelayedLinks(t *testing.T) {
 		if got := byID(st.Documents["workOrders"])["wo-3"]["status"]; got != "DONE" {
 			t.Errorf("%s's wo-3 status = %v, want oslo's DONE, written while it was away", c.name, got)
 		}
+		if t.Failed() {
+			// What the client's replications reported, to tell a change the
+			// stream skipped from one RxDB dropped.
+			t.Logf("%s: conflicts %+v; errors %+v; resyncs %+v", c.name, st.Conflicts, st.Errors, st.Resets)
+		}
 	}
 	t.Logf("TestThreeInstancesAcrossDelayedLinks took %s", time.Since(began).Round(time.Millisecond))
 }
