@@ -53,6 +53,16 @@ func WithStart(ctx context.Context, tenantID string, heads []collections.ScopeHe
 	return context.WithValue(ctx, startKey{}, st)
 }
 
+// HasStart reports whether ctx already holds the tenant's start heads (set
+// when the connection was accepted). A later authentication of the same
+// tenant on that connection must keep them: heads read when a subscription
+// arrives may be past a change the client's pull, begun after the
+// connection, has not seen.
+func HasStart(ctx context.Context, tenantID string) bool {
+	st, ok := ctx.Value(startKey{}).(start)
+	return ok && st.tenantID == tenantID
+}
+
 func startFrom(ctx context.Context, tenantID string, c *collections.Collection) (int64, bool) {
 	st, ok := ctx.Value(startKey{}).(start)
 	if !ok || st.tenantID != tenantID {

@@ -1122,3 +1122,40 @@ func TestStreamOriginCheck(t *testing.T) {
 		}
 	}
 }
+
+// RxDB sends its token both in connection_init and in every subscription's
+// headers argument, and pulls once connected. The stream must start where
+// the connection was accepted, before that pull: a change committed after
+// the pull read but before the subscription arrived is in neither the pull
+// nor a stream that started at the subscription's arrival, and the next
+// event's checkpoint jumps past it (seen once in nine failovers across
+// three instances, e2e/regions_test.go).
+func TestStreamAuthenticatedTwiceStartsWhereTheConnectionWasAccepted(t *testing.T) {
+	t.Parallel()
+	for _, proto := range streamProtocols {
+		t.Run(proto, func(t *testing.T) {
+			t.Parallel()
+			env := testenv.New(t, testenv.Options{})
+			base := env.Serve(t)
+			api := newWorkOrderAPI(t, base, "tenant-twice-"+proto)
+			api.pushIDs("before")
+
+			c := connectStream(t, base, proto, map[string]any{"Authorization": bearer(api.token)})
+			// The client's pull after connecting, then a change it missed,
+			// then its subscription.
+			if ids, _ := api.pull("", 1000); !slices.Equal(ids, []string{"before"}) {
+				t.Fatalf("pulled %v, want [before]", ids)
+			}
+			api.pushIDs("X")
+			s := subscribeWorkOrders(c, "1", bearer(api.token))
+			api.pushIDs("Y")
+			var got []string
+			for _, ev := range s.until("Y", eventWait) {
+				got = append(got, ev.ids...)
+			}
+			if !slices.Contains(got, "X") {
+				t.Fatalf("the stream delivered %v: X, committed after the pull and before the subscription, was skipped", got)
+			}
+		})
+	}
+}

@@ -478,6 +478,12 @@ func authenticateSubscriptions(v *auth.Verifier, heads livesync.HeadReader, log 
 			}}})
 		}
 		closeAtExpiry(ctx, conn, id)
+		if livesync.HasStart(ctx, id.TenantID) {
+			// connection_init authenticated this tenant and took its
+			// start then, before the client's pull: keep it (RxDB sends
+			// its token both there and here).
+			return next(auth.WithIdentity(ctx, id))
+		}
 		ctx, err = withStreamStart(auth.WithIdentity(ctx, id), heads, id, log)
 		if err != nil {
 			// As at connection_init: no stream without its start; the
