@@ -2,10 +2,7 @@ package server
 
 import (
 	"io/fs"
-	"net"
 	"net/http"
-	"net/netip"
-	"net/url"
 	"strings"
 
 	"github.com/tidemark/tidemark/apperr"
@@ -60,7 +57,7 @@ func mountDemo(mux *http.ServeMux, cfg Config) {
 			writeHTTPError(w, http.StatusNotFound, apperr.NotFound, "dev identities exist only in dev mode")
 			return
 		}
-		if !fromLoopback(r) {
+		if !fromThisMachine(r) || !sameOriginOrNone(r) {
 			writeHTTPError(w, http.StatusForbidden, apperr.Forbidden, "dev identities are handed out only to loopback requests from the same origin")
 			return
 		}
@@ -78,44 +75,6 @@ func mountDemo(mux *http.ServeMux, cfg Config) {
 		w.Header().Set("Cache-Control", "no-store")
 		writeJSON(w, http.StatusOK, map[string]any{"identities": out})
 	})
-}
-
-// fromLoopback reports whether r came over loopback, addressed to a
-// loopback name, and not from a page of another origin: the dev tokens
-// must not reach another machine, nor a web page that rebinds its own name
-// to 127.0.0.1, nor another site's script (dev mode allows any CORS origin).
-func fromLoopback(r *http.Request) bool {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return false
-	}
-	remote, err := netip.ParseAddr(host)
-	if err != nil || !remote.Unmap().IsLoopback() {
-		return false
-	}
-	if !loopbackName(r.Host) {
-		return false
-	}
-	if origin := r.Header.Get("Origin"); origin != "" {
-		u, err := url.Parse(origin)
-		if err != nil || u.Host != r.Host {
-			return false
-		}
-	}
-	return true
-}
-
-func loopbackName(hostport string) bool {
-	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
-	}
-	host = strings.Trim(host, "[]")
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	addr, err := netip.ParseAddr(host)
-	return err == nil && addr.Unmap().IsLoopback()
 }
 
 // writeHTTPError answers a request outside GraphQL in the shape of a

@@ -5,10 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
-	"net"
 	"net/http"
-	"net/netip"
-	"strings"
 
 	"github.com/rs/cors"
 
@@ -63,7 +60,7 @@ func newPlayground(token string) (*playground, error) {
 func (p *playground) servePage(w http.ResponseWriter, r *http.Request) {
 	settings := playgroundSettings{Endpoint: "/graphql"}
 	if p.token != "" {
-		if playgroundMayGetToken(r) {
+		if fromThisMachine(r) {
 			settings.Headers = map[string]string{"Authorization": "Bearer " + p.token}
 		} else {
 			settings.TokenWithheld = true
@@ -99,32 +96,6 @@ func (p *playground) serveAsset(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	p.assets.ServeHTTP(w, r)
-}
-
-// playgroundMayGetToken reports whether r came from this machine: its peer
-// address (the connection's, never a header such as X-Forwarded-For) is a
-// loopback address, and it is addressed to a loopback name, so that a web
-// page that rebinds its own name to 127.0.0.1 does not get the token
-// either.
-func playgroundMayGetToken(r *http.Request) bool {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return false
-	}
-	peer, err := netip.ParseAddr(host)
-	if err != nil || !peer.Unmap().IsLoopback() {
-		return false
-	}
-	name := r.Host
-	if h, _, err := net.SplitHostPort(r.Host); err == nil {
-		name = h
-	}
-	name = strings.Trim(name, "[]")
-	if strings.EqualFold(name, "localhost") {
-		return true
-	}
-	addr, err := netip.ParseAddr(name)
-	return err == nil && addr.Unmap().IsLoopback()
 }
 
 // corsOnlyOn applies the CORS policy to one path alone. Cross-origin
