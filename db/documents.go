@@ -88,6 +88,7 @@ type Writer struct {
 	tenantID   string
 	collection *collections.Collection
 	now        time.Time
+	cockroach  bool             // the database is CockroachDB (the lock takes a locking read first)
 	locked     map[string]bool  // collections whose change lock this transaction holds
 	seq        map[string]int64 // collection → its counter, once the lock's answer is read
 	// members holds the bucket rows of the pushed documents, read with
@@ -113,19 +114,23 @@ type Writer struct {
 func (d *DB) WriteDocuments(ctx context.Context, tenantID string, c *collections.Collection, fn func(w collections.Writer) error) error {
 	return d.RunTx(ctx, TxOptions{IsoLevel: d.isolation()}, func(tx *Tx) error {
 		w := &Writer{tx: tx, tenantID: tenantID, collection: c, now: collections.NormalizeTime(time.Now()),
-			locked: map[string]bool{}, seq: map[string]int64{}}
+			cockroach: d.Dialect == CockroachDB, locked: map[string]bool{}, seq: map[string]int64{}}
 		w.lock(c)
 		return fn(w)
 	})
 }
 
-// lock queues the statements that take c's change lock: a locking read
-// first, then the upsert that creates the counter on first use (and locks
-// it on PostgreSQL, where a locking read of a missing row locks nothing).
-// The counter's value arrives with the next flush.
+// lock queues the statements that take c's change lock: the upsert that
+// creates the counter on first use and locks it either way, preceded on
+// CockroachDB by a locking read, so that waiters queue on the row instead
+// of reading it and aborting on the write. PostgreSQL needs no read first:
+// the upsert waits for the row's lock, then sees its latest version. The
+// counter's value arrives with the next flush.
 func (w *Writer) lock(c *collections.Collection) {
 	w.locked[c.Name] = true
-	w.tx.Queue(stmtLockCounter, w.tenantID, c.Name)
+	if w.cockroach {
+		w.tx.Queue(stmtLockCounter, w.tenantID, c.Name)
+	}
 	w.tx.Queue(stmtLockScope, w.tenantID, c.Name).QueryRow(func(row pgx.Row) error {
 		var seq int64
 		if err := row.Scan(&seq); err != nil {
@@ -163,20 +168,92 @@ func (w *Writer) Put(ctx context.Context, docs []collections.Document) ([]collec
 	if err != nil {
 		return nil, err
 	}
-	stmt := statementsFor(w.collection).upsert
 	stored := make([]collections.Document, len(docs))
 	for i, doc := range docs {
 		doc.Change = first + int64(i)
 		doc.UpdatedAt = w.now
 		stored[i] = doc
-		args := make([]any, 0, 5+len(w.collection.Fields))
-		args = append(args, w.tenantID, doc.ID, doc.Change, doc.UpdatedAt, doc.Deleted)
-		for _, f := range w.collection.Fields {
-			args = append(args, doc.Fields[f.Name])
-		}
-		w.tx.Queue(stmt, args...)
 	}
+	args, err := upsertArgs(w.tenantID, w.now, w.collection, lastOfEach(stored))
+	if err != nil {
+		return nil, err
+	}
+	w.tx.Queue(statementsFor(w.collection).upsertMany, args...)
 	return stored, nil
+}
+
+// lastOfEach keeps, of documents that share an id, the last: a push may
+// write one id more than once, and only its last state is the row's.
+func lastOfEach(docs []collections.Document) []collections.Document {
+	last := make(map[string]int, len(docs))
+	for i, d := range docs {
+		last[d.ID] = i
+	}
+	if len(last) == len(docs) {
+		return docs
+	}
+	out := make([]collections.Document, 0, len(last))
+	for i, d := range docs {
+		if last[d.ID] == i {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// upsertArgs are upsertMany's parameters for docs: one typed array per
+// column, NULL elements for absent values.
+func upsertArgs(tenantID string, now time.Time, c *collections.Collection, docs []collections.Document) ([]any, error) {
+	ids := make([]string, len(docs))
+	changes := make([]int64, len(docs))
+	deleted := make([]bool, len(docs))
+	for i, d := range docs {
+		ids[i], changes[i], deleted[i] = d.ID, d.Change, d.Deleted
+	}
+	args := make([]any, 0, 5+len(c.Fields))
+	args = append(args, tenantID, now, ids, changes, deleted)
+	for _, f := range c.Fields {
+		col, err := fieldArray(f, docs)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, col)
+	}
+	return args, nil
+}
+
+// fieldArray collects one field of docs as a slice of the field's Go type
+// (collections.Kind), nil elements for NULL.
+func fieldArray(f collections.Field, docs []collections.Document) (any, error) {
+	switch f.Kind {
+	case collections.String, collections.Enum:
+		return typedArray[string](f, docs)
+	case collections.Int:
+		return typedArray[int64](f, docs)
+	case collections.Float:
+		return typedArray[float64](f, docs)
+	case collections.Bool:
+		return typedArray[bool](f, docs)
+	case collections.Time:
+		return typedArray[time.Time](f, docs)
+	}
+	return nil, fmt.Errorf("field %s: unknown kind %v", f.Name, f.Kind)
+}
+
+func typedArray[T any](f collections.Field, docs []collections.Document) ([]*T, error) {
+	out := make([]*T, len(docs))
+	for i, d := range docs {
+		v := d.Fields[f.Name]
+		if v == nil {
+			continue
+		}
+		x, ok := v.(T)
+		if !ok {
+			return nil, fmt.Errorf("write %s: field %s of %s holds %T, not %T", d.ID, f.Name, f.Kind, v, x)
+		}
+		out[i] = &x
+	}
+	return out, nil
 }
 
 // queueDocuments queues the read of c's documents with the given ids; the

@@ -17,8 +17,13 @@ import (
 const (
 	stmtMembersOf = `SELECT doc_id, bucket, change_seq, refs, present FROM sync_bucket_members
 WHERE tenant_id = $1 AND collection = $2 AND doc_id = ANY($3)`
-	stmtSetMember = `INSERT INTO sync_bucket_members (tenant_id, collection, bucket, doc_id, change_seq, refs, present, removed_state, changed_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+	// stmtSetMembers writes many bucket rows of one collection in one
+	// statement: one array per column, unnested into rows. The arrays must
+	// not repeat a (bucket, doc_id): ON CONFLICT DO UPDATE may not touch a
+	// row twice in one statement.
+	stmtSetMembers = `INSERT INTO sync_bucket_members (tenant_id, collection, bucket, doc_id, change_seq, refs, present, removed_state, changed_at)
+SELECT $1::TEXT, $2::TEXT, u.bucket, u.doc_id, u.change_seq, u.refs, u.present, u.removed_state::JSONB, $3::TIMESTAMPTZ
+FROM unnest($4::TEXT[], $5::TEXT[], $6::INT8[], $7::INT8[], $8::BOOL[], $9::TEXT[]) AS u (bucket, doc_id, change_seq, refs, present, removed_state)
 ON CONFLICT (tenant_id, collection, bucket, doc_id) DO UPDATE SET change_seq = excluded.change_seq,
 refs = excluded.refs, present = excluded.present, changed_at = excluded.changed_at,
 removed_state = CASE WHEN excluded.present THEN NULL ELSE COALESCE(excluded.removed_state, sync_bucket_members.removed_state) END`
@@ -241,16 +246,34 @@ func (w *Writer) SetMembers(ctx context.Context, c *collections.Collection, chan
 	if c == w.collection {
 		w.members = nil
 	}
-	for _, ch := range changes {
-		var removed []byte
+	// Of rows set twice in one call, the last counts, as when each was
+	// its own statement.
+	last := make(map[[2]string]int, len(changes))
+	for i, ch := range changes {
+		last[[2]string{ch.Bucket, ch.DocID}] = i
+	}
+	n := len(last)
+	buckets, docIDs := make([]string, 0, n), make([]string, 0, n)
+	seqs, refs := make([]int64, 0, n), make([]int64, 0, n)
+	present, removed := make([]bool, 0, n), make([]*string, 0, n)
+	for i, ch := range changes {
+		if last[[2]string{ch.Bucket, ch.DocID}] != i {
+			continue
+		}
+		var state *string
 		if !ch.Present && ch.Removed != nil {
-			var err error
-			if removed, err = encodeState(c, *ch.Removed); err != nil {
+			b, err := encodeState(c, *ch.Removed)
+			if err != nil {
 				return err
 			}
+			s := string(b)
+			state = &s
 		}
-		w.tx.Queue(stmtSetMember, w.tenantID, c.Name, ch.Bucket, ch.DocID, ch.Change, ch.Refs, ch.Present, removed, w.now)
+		buckets, docIDs = append(buckets, ch.Bucket), append(docIDs, ch.DocID)
+		seqs, refs = append(seqs, ch.Change), append(refs, ch.Refs)
+		present, removed = append(present, ch.Present), append(removed, state)
 	}
+	w.tx.Queue(stmtSetMembers, w.tenantID, c.Name, w.now, buckets, docIDs, seqs, refs, present, removed)
 	return nil
 }
 

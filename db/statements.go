@@ -52,7 +52,13 @@ type collectionSQL struct {
 	columns string // select list: id, bookkeeping, then the collection's fields in order
 	byIDs   string
 	changes string
-	upsert  string
+	// upsertMany writes many documents in one statement: the tenant and
+	// update time as scalars ($1, $2), then one array per column
+	// (bookkeeping, then fields), unnested into rows. A push's writes so
+	// cost one statement inside the scope lock, not one per row. The
+	// arrays must not repeat an id: ON CONFLICT DO UPDATE may not touch
+	// a row twice in one statement.
+	upsertMany string
 }
 
 // Bookkeeping columns every collection table has, in the order they are
@@ -83,21 +89,45 @@ func buildCollectionSQL(c *collections.Collection) *collectionSQL {
 	list := strings.Join(cols, ", ")
 
 	insertCols := append([]string{"tenant_id"}, cols...)
-	params := make([]string, len(insertCols))
-	for i := range params {
-		params[i] = fmt.Sprintf("$%d", i+1)
-	}
 	var set []string
 	for _, col := range cols[1:] { // everything but the key
 		set = append(set, fmt.Sprintf("%s = excluded.%s", col, col))
 	}
+	// upsertMany: id, change_seq and deleted per row; updated_at is the
+	// transaction's, one value for all.
+	arrays := []string{"$3::TEXT[]", "$4::INT8[]", "$5::BOOL[]"}
+	names := []string{"id", "change_seq", "deleted"}
+	for i, f := range c.Fields {
+		arrays = append(arrays, fmt.Sprintf("$%d::%s[]", 6+i, sqlType(f.Kind)))
+		names = append(names, f.Column)
+	}
+	selectList := []string{"$1::TEXT", "u.id", "u.change_seq", "$2::TIMESTAMPTZ", "u.deleted"}
+	for _, f := range c.Fields {
+		selectList = append(selectList, "u."+f.Column)
+	}
 	return &collectionSQL{
+		upsertMany: fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM unnest(%s) AS u (%s) ON CONFLICT (tenant_id, id) DO UPDATE SET %s",
+			c.Table, strings.Join(insertCols, ", "), strings.Join(selectList, ", "), strings.Join(arrays, ", "),
+			strings.Join(names, ", "), strings.Join(set, ", ")),
 		columns: list,
 		byIDs:   fmt.Sprintf("SELECT %s FROM %s WHERE tenant_id = $1 AND id = ANY($2)", list, c.Table),
 		changes: fmt.Sprintf("SELECT %s FROM %s WHERE tenant_id = $1 AND change_seq > $2 ORDER BY change_seq LIMIT $3", list, c.Table),
-		upsert: fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s) ON CONFLICT (tenant_id, id) DO UPDATE SET %s",
-			c.Table, strings.Join(insertCols, ", "), strings.Join(params, ", "), strings.Join(set, ", ")),
 	}
+}
+
+// sqlType is the column type of a field kind, as the migrations declare it.
+func sqlType(k collections.Kind) string {
+	switch k {
+	case collections.Int:
+		return "INT8"
+	case collections.Float:
+		return "FLOAT8"
+	case collections.Bool:
+		return "BOOL"
+	case collections.Time:
+		return "TIMESTAMPTZ"
+	}
+	return "TEXT" // String, Enum
 }
 
 // Statements returns every SQL statement the server may send: migrations,
@@ -107,7 +137,7 @@ func Statements() ([]string, error) {
 	out := []string{
 		stmtVersion, stmtCreateMigrationsTable, stmtAppliedMigrations, stmtRecordMigration,
 		stmtSchemaVersion, stmtLockCounter, stmtLockScope, stmtAdvanceScope, stmtScopeHead, stmtScopeHeads,
-		stmtTableColumns, stmtMembersOf, stmtSetMember, stmtPurgeHorizon,
+		stmtTableColumns, stmtMembersOf, stmtSetMembers, stmtPurgeHorizon,
 		stmtTakeLease, stmtReleaseLease, stmtPurgeRemovals, stmtRaiseHorizon,
 		stmtBucketFingerprints, stmtRecordFingerprint, stmtForgetFingerprint, stmtTenantIDs, stmtTenantMembers,
 		stmtChangedScopes,
@@ -122,7 +152,7 @@ func Statements() ([]string, error) {
 	}
 	for _, c := range collections.All() {
 		s := statementsFor(c)
-		out = append(out, s.byIDs, s.changes, s.upsert, bucketChangesSQL(c), purgeTombstonesSQL(c))
+		out = append(out, s.byIDs, s.changes, s.upsertMany, bucketChangesSQL(c), purgeTombstonesSQL(c))
 		out = append(out, tenantDocumentsSQL(c))
 		for _, f := range c.Fields {
 			if f.RefersTo != "" {
