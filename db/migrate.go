@@ -25,9 +25,17 @@ type Migration struct {
 	Version   int64
 	Name      string
 	Statement string
+	// Only, when set, is the one dialect the step runs on (a file named
+	// NNNN_name.cockroachdb.sql or NNNN_name.postgresql.sql). On the other
+	// dialect the step is recorded without running, so both keep one
+	// numbering and the schema version means the same on each.
+	Only *Dialect
 }
 
-var migrationName = regexp.MustCompile(`^(\d{4})_([a-z0-9_]+)\.sql$`)
+// RunsOn reports whether the step's statement runs on dialect d.
+func (m Migration) RunsOn(d Dialect) bool { return m.Only == nil || *m.Only == d }
+
+var migrationName = regexp.MustCompile(`^(\d{4})_([a-z0-9_]+)(\.cockroachdb|\.postgresql)?\.sql$`)
 
 // Migrations returns the embedded migrations in version order.
 func Migrations() ([]Migration, error) {
@@ -39,7 +47,7 @@ func Migrations() ([]Migration, error) {
 	for _, e := range entries {
 		m := migrationName.FindStringSubmatch(e.Name())
 		if m == nil {
-			return nil, fmt.Errorf("migration file %q: name must be NNNN_name.sql", e.Name())
+			return nil, fmt.Errorf("migration file %q: name must be NNNN_name.sql, NNNN_name.cockroachdb.sql or NNNN_name.postgresql.sql", e.Name())
 		}
 		version, _ := strconv.ParseInt(m[1], 10, 64)
 		body, err := migrationFiles.ReadFile(path.Join("migrations", e.Name()))
@@ -51,12 +59,27 @@ func Migrations() ([]Migration, error) {
 		if stmt == "" || strings.Contains(stmt, ";") {
 			return nil, fmt.Errorf("migration %s must hold exactly one statement", e.Name())
 		}
-		out = append(out, Migration{Version: version, Name: m[2], Statement: stmt})
+		mig := Migration{Version: version, Name: m[2], Statement: stmt}
+		switch m[3] {
+		case ".cockroachdb":
+			only := CockroachDB
+			mig.Only = &only
+		case ".postgresql":
+			only := PostgreSQL
+			mig.Only = &only
+		}
+		out = append(out, mig)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
+	// Numbers are handed out in blocks (0030-0039 to one change, 0040-0049
+	// to another) so that work in parallel does not collide: gaps between
+	// blocks are allowed, a number used twice is not.
 	for i := range out {
-		if out[i].Version != int64(i+1) {
-			return nil, fmt.Errorf("migrations must be numbered 1..n without gaps; found %04d at position %d", out[i].Version, i+1)
+		if i > 0 && out[i].Version == out[i-1].Version {
+			return nil, fmt.Errorf("migration %04d is numbered twice (%s and %s)", out[i].Version, out[i-1].Name, out[i].Name)
+		}
+		if out[i].Version < 1 {
+			return nil, fmt.Errorf("migration %s: numbers start at 0001", out[i].Name)
 		}
 	}
 	return out, nil
@@ -105,7 +128,9 @@ func (d *DB) Migrate(ctx context.Context) error {
 		if applied[m.Version] {
 			continue
 		}
-		if _, err := d.Pool.Exec(ctx, m.Statement); err != nil {
+		if !m.RunsOn(d.Dialect) {
+			d.log.Info("migration skipped: not for this dialect", "version", m.Version, "name", m.Name, "dialect", d.Dialect.String())
+		} else if _, err := d.Pool.Exec(ctx, m.Statement); err != nil {
 			return fmt.Errorf("migration %04d_%s: %w", m.Version, m.Name, err)
 		}
 		err := d.RunTx(ctx, TxOptions{IsoLevel: d.isolation()}, func(tx *Tx) error {

@@ -79,9 +79,24 @@ func TestStatementsParseAsCockroachDB(t *testing.T) {
 	if len(shapes) == 0 {
 		t.Fatal("db.ListStatementShapes returned no statements")
 	}
-	all := append(append([]string{}, stmts...), shapes...)
-	t.Logf("parsing %d statements: %d fixed, per collection and transaction control, %d list shapes",
-		len(all), len(stmts), len(shapes))
+	// The multi-region placement, generated for an example region list
+	// with each survival goal (names as CockroachDB's docs and our
+	// deploy/compose localities spell them), and the tenants' statements.
+	var placement []string
+	for _, goal := range []string{db.SurviveZone, db.SurviveRegion} {
+		p, err := db.ParsePlacement("us-east1,europe-west1,australia-southeast1", goal)
+		if err != nil {
+			t.Fatalf("ParsePlacement: %v", err)
+		}
+		placement = append(placement, db.PlacementStatements("tidemark", p)...)
+	}
+	if want := 2 * (3 + 1 + 1 + 2*len(db.TenantScopedTables())); len(placement) != want {
+		t.Errorf("%d placement statements for 3 regions and two goals, want %d", len(placement), want)
+	}
+	tenants := db.TenantStatements()
+	all := append(append(append(append([]string{}, stmts...), shapes...), placement...), tenants...)
+	t.Logf("parsing %d statements: %d fixed, per collection and transaction control, %d list shapes, %d of multi-region placement, %d of tenants",
+		len(all), len(stmts), len(shapes), len(placement), len(tenants))
 	for i, sql := range all {
 		t.Run(statementName(i, sql), func(t *testing.T) {
 			if err := parseAsCockroachDB(sql); err != nil {
@@ -96,6 +111,9 @@ func TestStatementsParseAsCockroachDB(t *testing.T) {
 func TestParseAsCockroachDBRejects(t *testing.T) {
 	for _, sql := range []string{
 		"LISTEN tidemark", // PostgreSQL only
+		"ALTER DATABASE tidemark SURVIVE CONTINENT FAILURE",                 // no such goal
+		"ALTER TABLE notes SET LOCALITY REGIONAL BY ROW AS",                 // AS names no column
+		"CREATE INDEX i ON change_counters (changed_at) USING HASH BUCKETS", // not the hash-sharding syntax
 		"SELECT 1; SELECT 2",
 		"",
 	} {
