@@ -30,6 +30,19 @@ import (
 type Sources struct {
 	Documents DocumentReader
 	Lists     ListReader
+	// Children, if set, serves the nested lists (a work order's checklist)
+	// instead of Lists: the document cache keeps them by parent, so a
+	// nested read it has seen takes no database round trip for them.
+	Children ChildrenReader
+}
+
+// ChildrenReader reads the children of many parents at once: the
+// documents of c whose field holds one of parentIDs, deleted ones left
+// out, each parent's in orderBy order. It reads at most limit rows from
+// the database in one call (a caller that gets more in all refuses them).
+// The lists returned may be shared: callers must not change them.
+type ChildrenReader interface {
+	GetChildren(ctx context.Context, tenantID string, c *collections.Collection, field, orderBy string, parentIDs []string, limit int) (map[string][]collections.Document, error)
 }
 
 // DocumentReader looks documents up by id, deleted ones included.
@@ -158,24 +171,112 @@ func (l *Loaders) Children(ctx context.Context, c *collections.Collection, field
 
 func (l *Loaders) fetchChildren(k childKey) func(context.Context, []string) (map[string][]collections.Document, error) {
 	return func(ctx context.Context, parentIDs []string) (map[string][]collections.Document, error) {
-		docs, err := l.sources.Lists.ListDocuments(ctx, l.tenantID, k.c, readapi.ListQuery{
-			Filters: []readapi.Filter{{Field: k.field, Op: readapi.OpIn, Value: parentIDs}},
-			OrderBy: k.orderBy,
-			Limit:   l.maxChildren + 1,
-		})
+		return l.readChildren(ctx, k, parentIDs)
+	}
+}
+
+// readChildren reads the children of parentIDs in one call, through the
+// Children source when there is one.
+func (l *Loaders) readChildren(ctx context.Context, k childKey, parentIDs []string) (map[string][]collections.Document, error) {
+	tooMany := func() error {
+		return apperr.New(apperr.BadUserInput, "the %d parents of this page hold more than %d %s together, more than one response's nested lists may hold; ask for fewer parents (first)", len(parentIDs), l.maxChildren, k.c.Name)
+	}
+	if l.sources.Children != nil {
+		out, err := l.sources.Children.GetChildren(ctx, l.tenantID, k.c, k.field, k.orderBy, parentIDs, l.maxChildren+1)
 		if err != nil {
 			return nil, err
 		}
-		if len(docs) > l.maxChildren {
-			return nil, apperr.New(apperr.BadUserInput, "the %d parents of this page hold more than %d %s together, more than one response's nested lists may hold; ask for fewer parents (first)", len(parentIDs), l.maxChildren, k.c.Name)
+		n := 0
+		for _, docs := range out {
+			n += len(docs)
 		}
-		out := make(map[string][]collections.Document, len(parentIDs))
-		for _, d := range docs {
-			p, _ := d.Fields[k.field].(string)
-			out[p] = append(out[p], d)
+		if n > l.maxChildren {
+			return nil, tooMany()
 		}
 		return out, nil
 	}
+	docs, err := l.sources.Lists.ListDocuments(ctx, l.tenantID, k.c, readapi.ListQuery{
+		Filters: []readapi.Filter{{Field: k.field, Op: readapi.OpIn, Value: parentIDs}},
+		OrderBy: k.orderBy,
+		Limit:   l.maxChildren + 1,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(docs) > l.maxChildren {
+		return nil, tooMany()
+	}
+	return GroupChildren(docs, k.field, len(parentIDs)), nil
+}
+
+// GroupChildren groups documents by the parent id their field holds,
+// keeping their order.
+func GroupChildren(docs []collections.Document, field string, parents int) map[string][]collections.Document {
+	out := make(map[string][]collections.Document, parents)
+	for _, d := range docs {
+		p, _ := d.Fields[field].(string)
+		out[p] = append(out[p], d)
+	}
+	return out
+}
+
+// PrimeChildren reads now, in one call, the children of every parent in
+// parentIDs and primes the response's Children loads with them, so the
+// nested fields of a page resolve at once instead of waiting for a batch
+// to fill. A resolver that has just read a page calls it before gqlgen
+// resolves the page's items. On an error nothing is primed: each field
+// then loads (and reports) on its own.
+func (l *Loaders) PrimeChildren(ctx context.Context, c *collections.Collection, field, orderBy string, parentIDs []string) error {
+	key := childKey{c, field, orderBy}
+	parentIDs = distinct(parentIDs)
+	if len(parentIDs) == 0 {
+		return nil
+	}
+	out, err := l.readChildren(ctx, key, parentIDs)
+	if err != nil {
+		return err
+	}
+	loader := l.childLoader(key)
+	for _, p := range parentIDs {
+		docs, ok := out[p]
+		if !ok {
+			docs = []collections.Document{}
+		}
+		loader.Prime(p, docs)
+	}
+	return nil
+}
+
+// PrimeDocuments reads now, in one call, the documents of c with the given
+// ids and primes the response's by-id loads with those found (an absent id
+// is left to the field's own load, which reports it missing).
+func (l *Loaders) PrimeDocuments(ctx context.Context, c *collections.Collection, ids []string) error {
+	ids = distinct(ids)
+	if len(ids) == 0 {
+		return nil
+	}
+	docs, err := l.sources.Documents.GetDocuments(ctx, l.tenantID, c, ids)
+	if err != nil {
+		return err
+	}
+	loader := l.byID[c]
+	for id, d := range docs {
+		loader.Prime(id, d)
+	}
+	return nil
+}
+
+// distinct returns ids without repeats, in first-seen order.
+func distinct(ids []string) []string {
+	seen := make(map[string]struct{}, len(ids))
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if _, ok := seen[id]; !ok {
+			seen[id] = struct{}{}
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // GroupPageKey asks for the first page of one group (e.g. one site's work

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"sync"
 
 	"github.com/99designs/gqlgen/graphql"
 
@@ -58,22 +59,39 @@ func workOrderQuery(f *model.WorkOrderFilter, order *model.WorkOrderOrder) reada
 	return q
 }
 
-// prefetchWorkOrderFields queues, before gqlgen resolves a page's items,
-// the nested loads the query selects on them, so each is one statement
-// whatever the page size and however the items are scheduled.
+// prefetchWorkOrderFields reads, before gqlgen resolves a page's items,
+// the nested documents the query selects on them and primes the
+// response's loaders with them: one statement per nested field whatever
+// the page size, all sent at once (one round trip to a distant database),
+// and the items' fields then resolve without waiting for a batch window.
 func prefetchWorkOrderFields(ctx context.Context, loaders *dataloader.Loaders, docs []collections.Document) {
 	sel := nodeSelections(ctx, "WorkOrderConnection", "WorkOrderEdge", "WorkOrder")
-	for _, d := range docs {
-		if siteID, ok := d.Fields["siteId"].(string); ok && sel["site"] {
-			loaders.PrefetchDocument(ctx, collections.Site, siteID)
-		}
-		if sel["checklist"] {
-			loaders.PrefetchChildren(ctx, collections.ChecklistItem, "workOrderId", "position", d.ID)
-		}
-		if sel["notes"] {
-			loaders.PrefetchChildren(ctx, collections.Note, "workOrderId", "updatedAt", d.ID)
+	if len(docs) == 0 || !(sel["site"] || sel["checklist"] || sel["notes"]) {
+		return
+	}
+	ids := make([]string, len(docs))
+	var siteIDs []string
+	for i, d := range docs {
+		ids[i] = d.ID
+		if siteID, ok := d.Fields["siteId"].(string); ok {
+			siteIDs = append(siteIDs, siteID)
 		}
 	}
+	// A failed read primes nothing: each field then loads on its own and
+	// reports the error where the client asked for the data.
+	var wg sync.WaitGroup
+	if sel["site"] {
+		wg.Go(func() { _ = loaders.PrimeDocuments(ctx, collections.Site, siteIDs) })
+	}
+	if sel["checklist"] {
+		wg.Go(func() {
+			_ = loaders.PrimeChildren(ctx, collections.ChecklistItem, "workOrderId", "position", ids)
+		})
+	}
+	if sel["notes"] {
+		wg.Go(func() { _ = loaders.PrimeChildren(ctx, collections.Note, "workOrderId", "updatedAt", ids) })
+	}
+	wg.Wait()
 }
 
 // nodeSelections returns the names of the fields selected on a
