@@ -35,6 +35,8 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return benchSoak(ctx, args[1:], stdout, stderr)
 	case "latency":
 		return benchLatency(ctx, args[1:], stdout, stderr)
+	case "peer": // one side of scripts/bench-peers.sh (bench_peers.go)
+		return benchPeer(ctx, args[1:], stdout, stderr)
 	}
 	return fmt.Errorf("unknown benchmark %q (want sync, stream, read, rules, soak or latency)", args[0])
 }
