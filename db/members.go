@@ -21,8 +21,8 @@ WHERE tenant_id = $1 AND collection = $2 AND doc_id = ANY($3)`
 	// statement: one array per column, unnested into rows. The arrays must
 	// not repeat a (bucket, doc_id): ON CONFLICT DO UPDATE may not touch a
 	// row twice in one statement.
-	stmtSetMembers = `INSERT INTO sync_bucket_members (tenant_id, collection, bucket, doc_id, change_seq, refs, present, removed_state, changed_at)
-SELECT $1::TEXT, $2::TEXT, u.bucket, u.doc_id, u.change_seq, u.refs, u.present, u.removed_state::JSONB, $3::TIMESTAMPTZ
+	stmtSetMembers = `INSERT INTO sync_bucket_members (tenant_id, collection, bucket, doc_id, change_seq, refs, present, removed_state, changed_at, home_region)
+SELECT $1::TEXT, $2::TEXT, u.bucket, u.doc_id, u.change_seq, u.refs, u.present, u.removed_state::JSONB, $3::TIMESTAMPTZ, ` + tenantHomeRegion + `
 FROM unnest($4::TEXT[], $5::TEXT[], $6::INT8[], $7::INT8[], $8::BOOL[], $9::TEXT[]) AS u (bucket, doc_id, change_seq, refs, present, removed_state)
 ON CONFLICT (tenant_id, collection, bucket, doc_id) DO UPDATE SET change_seq = excluded.change_seq,
 refs = excluded.refs, present = excluded.present, changed_at = excluded.changed_at,

@@ -29,7 +29,7 @@ AND (tenant_id, collection, bucket, doc_id) IN (
     SELECT tenant_id, collection, bucket, doc_id FROM sync_bucket_members
     WHERE present = false AND refs = 0 AND changed_at < $1 LIMIT $2)
 RETURNING tenant_id, collection, bucket, change_seq`
-	stmtRaiseHorizon = `INSERT INTO purge_horizons (tenant_id, collection, bucket, change_seq) VALUES ($1, $2, $3, $4)
+	stmtRaiseHorizon = `INSERT INTO purge_horizons (tenant_id, collection, bucket, change_seq, home_region) VALUES ($1, $2, $3, $4, ` + tenantHomeRegion + `)
 ON CONFLICT (tenant_id, collection, bucket) DO UPDATE SET change_seq = GREATEST(purge_horizons.change_seq, excluded.change_seq)`
 )
 

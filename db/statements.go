@@ -32,7 +32,7 @@ const (
 	// stmtLockScope takes the row lock of a (tenant, collection) change
 	// counter, creating the row on first use. Holding it serializes the
 	// scope's writers, so change numbers are handed out in commit order.
-	stmtLockScope = `INSERT INTO change_counters (tenant_id, collection, seq) VALUES ($1, $2, 0)
+	stmtLockScope = `INSERT INTO change_counters (tenant_id, collection, seq, home_region) VALUES ($1, $2, 0, ` + tenantHomeRegion + `)
 ON CONFLICT (tenant_id, collection) DO UPDATE SET seq = change_counters.seq
 RETURNING seq`
 	// stmtAdvanceScope reserves n change numbers; the lock is already held.
@@ -105,6 +105,10 @@ func buildCollectionSQL(c *collections.Collection) *collectionSQL {
 	for _, f := range c.Fields {
 		selectList = append(selectList, "u."+f.Column)
 	}
+	// A new row takes its tenant's home region (db/tenants.go); an
+	// update keeps the row's: home_region is not in set.
+	insertCols = append(insertCols, "home_region")
+	selectList = append(selectList, tenantHomeRegion)
 	return &collectionSQL{
 		upsertMany: fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM unnest(%s) AS u (%s) ON CONFLICT (tenant_id, id) DO UPDATE SET %s",
 			c.Table, strings.Join(insertCols, ", "), strings.Join(selectList, ", "), strings.Join(arrays, ", "),
