@@ -1,0 +1,96 @@
+package loadtest
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A fleet of 50 devices, five per user, on a short schedule in which every
+// edit hits a document other devices edit too: the server merges and
+// refuses edits, and every store ends up equal to its user's view.
+func TestFleetWithFullOverlapMergesRefusesAndConverges(t *testing.T) {
+	c, token := rulesClient(t)
+	var progress strings.Builder
+	rep, err := Fleet(t.Context(), c, token, FleetConfig{
+		Devices: 50, Tenants: 2, DevicesPerUser: 5, Roles: map[string]int{"technician": 4, "dispatcher": 1},
+		Shared: 2, Sites: 4, Overlap: 1, OverlapSet: true, Stream: 0.5, StreamSet: true,
+		OnlineMean: 400 * time.Millisecond, OfflineMean: 300 * time.Millisecond, Ramp: 100 * time.Millisecond,
+		Duration: 3 * time.Second, EditRate: 3, PollEvery: 200 * time.Millisecond, PullLimit: 7, Workers: 16,
+		Progress: &progress, ProgressEvery: 500 * time.Millisecond,
+	})
+	t.Log("\n" + progress.String() + rep.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := rep.Counts
+	if k.Conflicts == 0 || k.Merges == 0 {
+		t.Errorf("%d conflicts and %d merges; with every edit on a shared document, want both", k.Conflicts, k.Merges)
+	}
+	if k.Pulls == 0 || k.Pushes == 0 || k.StreamEvents == 0 || rep.StreamingDevices == 0 || rep.StreamingDevices == 50 {
+		t.Errorf("some sync did not run: %+v, %d streaming devices", k, rep.StreamingDevices)
+	}
+	if v := rep.Convergence; v.Matched != 50 || v.Users != 10 || v.Mismatched+v.SetMismatched+v.Unsynced != 0 {
+		t.Errorf("convergence %+v, want 50 devices of 10 users matched", v)
+	}
+	if !strings.Contains(progress.String(), "online ") || !strings.Contains(progress.String(), "conflicts ") {
+		t.Errorf("no progress lines:\n%s", progress.String())
+	}
+	if _, err := json.Marshal(rep); err != nil {
+		t.Errorf("the report does not encode as JSON: %v", err)
+	}
+}
+
+// The control: the convergence check fails when a device's store differs
+// from the server (a document changed, one dropped) and when the server's
+// view differs from the model's set.
+func TestFleetConvergenceCheckCatchesATamperedStore(t *testing.T) {
+	c, token := rulesClient(t)
+	cfg, err := FleetConfig{Devices: 8, DevicesPerUser: 2, Roles: map[string]int{"technician": 1, "dispatcher": 1},
+		Shared: 2, Sites: 3, Duration: time.Second, OnlineMean: 300 * time.Millisecond, OfflineMean: 200 * time.Millisecond,
+		Ramp: 50 * time.Millisecond, EditRate: 4, Overlap: 0.5, Stream: 0.5, PollEvery: 100 * time.Millisecond, Workers: 4}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := newFleetRun(c, token, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := r.seed(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.runSchedule(ctx)
+	r.settle(ctx)
+	if v := r.checkConvergence(ctx); v.Matched != 8 || v.Mismatched+v.SetMismatched+v.Unsynced != 0 {
+		t.Fatalf("the untampered fleet did not converge: %+v", v)
+	}
+
+	d := r.devices[3]
+	own := d.store[colWorkOrders][ownWorkOrderID(d.id)]
+	var doc map[string]any
+	if err := decodeDoc(own.local, &doc); err != nil {
+		t.Fatal(err)
+	}
+	doc["title"] = "changed on the device alone"
+	own.local, own.master = canonicalDoc(doc), canonicalDoc(doc)
+	for id := range d.store[colSites] {
+		delete(d.store[colSites], id)
+		break
+	}
+	v := r.checkConvergence(ctx)
+	if v.Mismatched != 1 || v.Matched != 7 {
+		t.Fatalf("a tampered store passed: %+v", v)
+	}
+	p := strings.Join(v.Problems, "\n")
+	if !strings.Contains(p, "device 3:") || !strings.Contains(p, "WorkOrders: 0 missing [], 0 extra [], 1 different") || !strings.Contains(p, "Sites: 1 missing") {
+		t.Errorf("the problems do not name the tampered documents:\n%s", p)
+	}
+
+	r.cfg.Shared = 3 // the model now expects a shared work order the server never had
+	if v := r.checkConvergence(ctx); v.SetMismatched != 4 || !strings.Contains(strings.Join(v.Problems, "\n"), "differs from the set the sync rules give it") {
+		t.Errorf("views that differ from the model's sets passed: %+v", v)
+	}
+}
