@@ -37,6 +37,9 @@ type Event struct {
 
 	once      sync.Once
 	converted any
+
+	encMu   sync.Mutex
+	encoded map[string]*encoding // Encoded's memo, by operation key
 }
 
 // Converted returns convert's result, computing it once per event, so a

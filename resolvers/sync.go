@@ -59,22 +59,48 @@ func push[Out, In any](ctx context.Context, r *Resolver, c *collections.Collecti
 // instead (see livesync.Disconnector). The `headers` argument of the stream
 // fields is read by the transport, which authenticates the subscription
 // before the resolver runs.
+//
+// A transport that put a livesync.Sink in ctx gets the events there
+// instead: the hub calls the sink, and the channel returned holds at most
+// the one event the transport primed before running the subscription's
+// response handler, so no goroutine waits on it between events.
 func stream[T, Bulk any](ctx context.Context, r *Resolver, c *collections.Collection, wrap func([]*T, *model.Checkpoint) *Bulk) (<-chan *Bulk, error) {
 	id, err := callerFrom(ctx)
 	if err != nil {
 		return nil, err
+	}
+	convert := func(ev *livesync.Event) *Bulk {
+		return ev.Converted(func() any {
+			return wrap(fromDocuments[T](c, ev.Documents), &model.Checkpoint{Cursor: ev.Cursor})
+		}).(*Bulk)
+	}
+	access := r.Sync.Access(callerOf(id), c)
+	if sink := livesync.SinkFrom(ctx); sink != nil {
+		ch := make(chan *Bulk, 1)
+		sink.Attach(func(ev *livesync.Event) {
+			// Only the transport's writer primes, one event at a time; an
+			// event left by an execution cut short by the connection's end
+			// is replaced.
+			select {
+			case <-ch:
+			default:
+			}
+			ch <- convert(ev)
+		})
+		if err := r.Live.Subscribe(ctx, id.TenantID, c, access, sink.Deliver); err != nil {
+			sink.Attach(nil)
+			return nil, err
+		}
+		return ch, nil
 	}
 	buffer := r.StreamBuffer
 	if buffer <= 0 {
 		buffer = 16
 	}
 	ch := make(chan *Bulk, buffer)
-	err = r.Live.Subscribe(ctx, id.TenantID, c, r.Sync.Access(callerOf(id), c), func(ev *livesync.Event) bool {
-		bulk := ev.Converted(func() any {
-			return wrap(fromDocuments[T](c, ev.Documents), &model.Checkpoint{Cursor: ev.Cursor})
-		}).(*Bulk)
+	err = r.Live.Subscribe(ctx, id.TenantID, c, access, func(ev *livesync.Event) bool {
 		select {
-		case ch <- bulk:
+		case ch <- convert(ev):
 			return true
 		default:
 			return false

@@ -13,11 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/99designs/gqlgen/graphql"
-	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"go.opentelemetry.io/otel/trace"
-
-	"github.com/tidemark/tidemark/wsgorilla"
 )
 
 type loggerKey struct{}
@@ -156,52 +152,6 @@ func (w httpErrorWriter) Write(p []byte) (int, error) {
 	}
 	w.log.Log(context.Background(), level, "http server", "source", "net/http", "err", line)
 	return len(p), nil
-}
-
-// websocketSubprotocols are those gqlgen's websocket transport offers.
-var websocketSubprotocols = []string{"graphql-ws", "graphql-transport-ws"}
-
-// loggedUpgrades accepts websocket upgrades before gqlgen's transport does,
-// so that a refused one (an origin not allowed, a request that is no
-// handshake) is logged through slog, with the origin, rather than printed
-// by gqlgen with the standard logger, and answered once, with the status
-// the access log then records. An accepted connection is handed to the
-// transport as it is.
-type loggedUpgrades struct {
-	transport.Websocket
-	log *slog.Logger
-}
-
-func (t loggedUpgrades) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
-	conn, err := t.Implementation.Accept(w, r, transport.WebsocketAcceptOptions{
-		ResponseHeader: http.Header{},
-		Subprotocols:   websocketSubprotocols,
-	})
-	if err != nil {
-		status := 0
-		var refused *wsgorilla.HandshakeError
-		if errors.As(err, &refused) {
-			status = refused.Status
-		}
-		level := slog.LevelInfo
-		if status == http.StatusForbidden {
-			// Often an app whose origin is missing from TIDEMARK_ALLOWED_ORIGINS.
-			level = slog.LevelWarn
-		}
-		Logger(r.Context(), t.log).Log(r.Context(), level, "websocket upgrade refused",
-			"origin", truncate(r.Header.Get("Origin"), 200), "status", status, "err", err)
-		return
-	}
-	ws := t.Websocket
-	ws.Implementation = acceptedConn{conn}
-	ws.Do(w, r, exec)
-}
-
-// acceptedConn hands gqlgen's transport a connection accepted already.
-type acceptedConn struct{ conn transport.WebsocketConn }
-
-func (a acceptedConn) Accept(http.ResponseWriter, *http.Request, transport.WebsocketAcceptOptions) (transport.WebsocketConn, error) {
-	return a.conn, nil
 }
 
 func truncate(s string, n int) string {

@@ -227,7 +227,7 @@ func newCaches(cfg Config) (graphql.Cache[*ast.QueryDocument], graphql.Cache[str
 func newGraphQL(cfg Config, limits *requestLimits, queryCache graphql.Cache[*ast.QueryDocument], apqCache graphql.Cache[string]) *handler.Server {
 	srv := handler.New(cfg.Schema)
 	// The websocket transport first: it claims upgrade requests.
-	srv.AddTransport(loggedUpgrades{websocketTransport(cfg), cfg.Logger})
+	srv.AddTransport(websocketTransport(cfg))
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(httpTransport{log: cfg.Logger})
 	if cfg.TracerProvider != nil {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -48,7 +49,8 @@ type wsConn struct {
 	address string
 
 	mu        sync.Mutex
-	conn      transport.WebsocketConn
+	conn      wsgorilla.Closer
+	upgraded  bool        // the connection outlives its upgrade request
 	subject   string      // the user the connection counts for, once known
 	authTimer *time.Timer // closes a connection that never authenticates
 	registry  *Websockets // Config.Websockets, if set
@@ -58,9 +60,10 @@ const reasonGoingAway = "server shutting down: reconnect"
 
 // accepted records the connection of an accepted upgrade; one accepted
 // after Websockets.GoAway is closed at once.
-func (h *wsConn) accepted(c transport.WebsocketConn) {
+func (h *wsConn) accepted(c wsgorilla.Closer) {
 	h.mu.Lock()
 	h.conn = c
+	h.upgraded = true
 	h.mu.Unlock()
 	if h.registry != nil && h.registry.goneAway() {
 		h.close(closeGoingAway, reasonGoingAway)
@@ -135,8 +138,7 @@ func (h *wsConn) close(code int, reason string) {
 	c := h.conn
 	h.mu.Unlock()
 	if c != nil {
-		_ = c.WriteClose(code, reason)
-		_ = c.Close()
+		c.Close(code, reason)
 	}
 }
 
@@ -144,7 +146,8 @@ func (h *wsConn) close(code int, reason string) {
 // which wsgorilla fills on accept, after counting it against the total and
 // per-address caps and the accept rate: an upgrade over them is refused
 // before any websocket work, with 429 or 503 and a jittered Retry-After.
-// The slot is freed when the connection's handler returns. The client
+// The slot is freed when the connection ends (the transport returns from
+// the handler once the connection is upgraded). The client
 // address is the one the request rate limits use (behind a trusted proxy,
 // from X-Forwarded-For; IPv6 by /64), so a proxy does not count as one
 // client with everyone's connections.
@@ -161,14 +164,27 @@ func withWebsocketSlot(cfg Config, next http.Handler) http.Handler {
 			writeShed(w, ref, counts.retryAfter())
 			return
 		}
-		defer slot.release()
 		if cfg.Websockets != nil {
 			slot.registry = cfg.Websockets
 			cfg.Websockets.add(slot)
-			defer cfg.Websockets.remove(slot)
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), wsConnKey{}, slot)))
+		slot.mu.Lock()
+		upgraded := slot.upgraded
+		slot.mu.Unlock()
+		if !upgraded {
+			slot.ended()
+		}
 	})
+}
+
+// ended frees the slot of a connection that has ended (or of an upgrade
+// that never became one).
+func (h *wsConn) ended() {
+	h.release()
+	if h.registry != nil {
+		h.registry.remove(h)
+	}
 }
 
 func (h *wsConn) release() {
@@ -234,10 +250,9 @@ func wsConnFrom(ctx context.Context) *wsConn {
 	return h
 }
 
-func websocketTransport(cfg Config) transport.Websocket {
+func websocketTransport(cfg Config) wsgorilla.Transport {
 	limits := cfg.WebsocketLimits.withDefaults()
-	readLimit := limits.MaxMessageBytes
-	return transport.Websocket{
+	return wsgorilla.Transport{
 		Implementation: wsgorilla.Implementation{
 			CheckOrigin:      wsgorilla.OriginAllowList(cfg.AllowedOrigins),
 			WriteTimeout:     cfg.WebsocketWriteTimeout,
@@ -245,21 +260,32 @@ func websocketTransport(cfg Config) transport.Websocket {
 			MaxSubscriptions: limits.MaxSubscriptions,
 			IdleTimeout:      limits.IdleTimeout,
 			MaxLifetime:      limits.MaxLifetime,
-			OnAccept: func(r *http.Request, c transport.WebsocketConn) {
-				if h := wsConnFrom(r.Context()); h != nil {
-					h.accepted(c)
-				}
-			},
+		},
+		OnUpgrade: func(r *http.Request, c wsgorilla.Closer) func() {
+			h := wsConnFrom(r.Context())
+			if h == nil {
+				return nil
+			}
+			h.accepted(c)
+			return h.ended
+		},
+		OnRefused: func(r *http.Request, status int, err error) {
+			level := slog.LevelInfo
+			if status == http.StatusForbidden {
+				// Often an app whose origin is missing from TIDEMARK_ALLOWED_ORIGINS.
+				level = slog.LevelWarn
+			}
+			Logger(r.Context(), cfg.Logger).Log(r.Context(), level, "websocket upgrade refused",
+				"origin", truncate(r.Header.Get("Origin"), 200), "status", status, "err", err)
 		},
 		InitFunc: websocketInit(cfg.Verifier, cfg.Heads, cfg.Logger, limits.AuthTimeout),
-		// No InitTimeout here: gqlgen would close with 1002 (and spend a
-		// goroutine per connection on it); wsgorilla closes with 4408.
 		// graphql-transport-ws: ping, and drop a peer that misses two pongs.
 		PingPongInterval: cfg.WebsocketPing,
 		// Legacy graphql-ws has no pong; its keep-alive at least keeps
 		// proxies from closing idle connections.
 		KeepAlivePingInterval: cfg.WebsocketPing,
-		PayloadReadLimit:      &readLimit,
+		ReadLimit:             limits.MaxMessageBytes,
+		StreamKey:             streamKey,
 		ErrorFunc: func(ctx context.Context, err error) {
 			if errors.Is(err, transport.ErrWebsocketClosed) {
 				return
@@ -268,6 +294,128 @@ func websocketTransport(cfg Config) transport.Websocket {
 			Logger(ctx, cfg.Logger).Debug("websocket closed with an error", "err", err)
 		},
 	}
+}
+
+// streamKey names what the events of a stream subscription encode to
+// besides the event itself (whose scope already fixes the tenant and the
+// visible set): the selection under the root field, with its arguments and
+// directives resolved against the variables, and, when the selection
+// reaches past the documents' own fields into relations that resolvers read
+// for the caller (a work order's site, say), the caller. The root field's
+// `headers` argument is left out: it only authenticates, and carries each
+// client's own token. Subscribers with equal keys share each event's
+// execution and encoding.
+func streamKey(ctx context.Context, oc *graphql.OperationContext) (string, bool) {
+	if oc == nil || oc.Operation == nil || oc.Operation.Operation != ast.Subscription || len(oc.Operation.SelectionSet) != 1 {
+		return "", false
+	}
+	root, ok := oc.Operation.SelectionSet[0].(*ast.Field)
+	if !ok || !strings.HasPrefix(root.Name, "stream") {
+		return "", false
+	}
+	var b strings.Builder
+	b.WriteString(root.Alias)
+	b.WriteByte(':')
+	b.WriteString(root.Name)
+	if !writeDirectives(&b, root.Directives, oc.Variables) {
+		return "", false
+	}
+	perCaller, ok := writeSelection(&b, oc, root.SelectionSet, 1)
+	if !ok {
+		return "", false
+	}
+	if perCaller {
+		id, ok := auth.FromContext(ctx)
+		if !ok {
+			return "", false
+		}
+		claims, err := json.Marshal(id.Claims)
+		if err != nil {
+			return "", false
+		}
+		b.WriteString("\x00caller\x00")
+		b.WriteString(id.TenantID)
+		b.WriteByte(0)
+		b.WriteString(id.UserID)
+		b.WriteByte(0)
+		b.Write(claims)
+	}
+	return b.String(), true
+}
+
+// writeSelection writes a canonical form of set (fragments expanded,
+// arguments and directives resolved) and reports whether a field below the
+// documents (depth 2) has a selection of its own: a relation, read by a
+// resolver for the caller. ok false: something could not be written.
+func writeSelection(b *strings.Builder, oc *graphql.OperationContext, set ast.SelectionSet, depth int) (perCaller, ok bool) {
+	b.WriteByte('{')
+	for _, sel := range set {
+		var inner ast.SelectionSet
+		nextDepth := depth
+		switch sel := sel.(type) {
+		case *ast.Field:
+			b.WriteString(sel.Alias)
+			b.WriteByte(':')
+			b.WriteString(sel.Name)
+			if len(sel.Arguments) > 0 {
+				args, err := json.Marshal(sel.ArgumentMap(oc.Variables))
+				if err != nil {
+					return false, false
+				}
+				b.Write(args)
+			}
+			if !writeDirectives(b, sel.Directives, oc.Variables) {
+				return false, false
+			}
+			if len(sel.SelectionSet) > 0 && depth >= 2 {
+				perCaller = true
+			}
+			inner, nextDepth = sel.SelectionSet, depth+1
+		case *ast.InlineFragment:
+			b.WriteString("...on ")
+			b.WriteString(sel.TypeCondition)
+			if !writeDirectives(b, sel.Directives, oc.Variables) {
+				return false, false
+			}
+			inner = sel.SelectionSet
+		case *ast.FragmentSpread:
+			def := oc.Doc.Fragments.ForName(sel.Name)
+			if def == nil {
+				return false, false
+			}
+			b.WriteString("...on ")
+			b.WriteString(def.TypeCondition)
+			if !writeDirectives(b, sel.Directives, oc.Variables) {
+				return false, false
+			}
+			inner = def.SelectionSet
+		default:
+			return false, false
+		}
+		if len(inner) > 0 {
+			p, ok := writeSelection(b, oc, inner, nextDepth)
+			if !ok {
+				return false, false
+			}
+			perCaller = perCaller || p
+		}
+		b.WriteByte(' ')
+	}
+	b.WriteByte('}')
+	return perCaller, true
+}
+
+func writeDirectives(b *strings.Builder, ds ast.DirectiveList, vars map[string]any) bool {
+	for _, d := range ds {
+		b.WriteByte('@')
+		b.WriteString(d.Name)
+		args, err := json.Marshal(d.ArgumentMap(vars))
+		if err != nil {
+			return false
+		}
+		b.Write(args)
+	}
+	return true
 }
 
 // websocketInit authenticates a connection at connection_init. A token may
@@ -339,7 +487,7 @@ func startStreams(ctx context.Context, heads livesync.HeadReader, id auth.Identi
 const reasonUnavailable = "database unavailable: reconnect and pull from your checkpoint"
 
 func refuseUnavailable(ctx context.Context) context.Context {
-	return transport.AppendCloseReason(transport.WithWebsocketCloseCode(ctx, closeTryAgainLater), reasonUnavailable)
+	return wsgorilla.WithCloseCode(ctx, closeTryAgainLater, reasonUnavailable)
 }
 
 // shed refuses a connection_init of a user over MaxConnectionsPerSubject
@@ -347,7 +495,7 @@ func refuseUnavailable(ctx context.Context) context.Context {
 // and a retry hint in the reason.
 func shed(ctx context.Context, conn *wsConn) (context.Context, *transport.InitPayload, error) {
 	reason := conn.tooManyForSubject()
-	ctx = transport.AppendCloseReason(transport.WithWebsocketCloseCode(ctx, closeTryAgainLater), reason)
+	ctx = wsgorilla.WithCloseCode(ctx, closeTryAgainLater, reason)
 	return ctx, nil, apperr.New(apperr.Unavailable, "%s", reason)
 }
 
@@ -372,7 +520,7 @@ func withStreamStart(ctx context.Context, heads livesync.HeadReader, id auth.Ide
 }
 
 func reject(ctx context.Context) context.Context {
-	return transport.AppendCloseReason(transport.WithWebsocketCloseCode(ctx, closeForbidden), "Forbidden")
+	return wsgorilla.WithCloseCode(ctx, closeForbidden, "Forbidden")
 }
 
 // verifyLive verifies a token for a websocket. The verifier's leeway for

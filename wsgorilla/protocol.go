@@ -66,7 +66,7 @@ const lifetimeJitter = 0.2
 // unchanged) and the type and id of each outgoing one. Its timers are
 // time.AfterFunc timers: no goroutine per connection.
 type guard struct {
-	c                *conn
+	c                guardConn
 	maxSubscriptions int
 	idleTimeout      time.Duration
 
@@ -80,6 +80,14 @@ type guard struct {
 	initTimer *time.Timer
 	idleTimer *time.Timer
 	lifeTimer *time.Timer
+}
+
+// guardConn is what the guard needs of a connection: gqlgen's adapter
+// (conn) or this package's own transport (session).
+type guardConn interface {
+	closeWith(code int, reason string)
+	isClosed() bool
+	write(v any) error
 }
 
 // limits of the guard, resolved from Implementation.
@@ -103,7 +111,7 @@ func (i Implementation) guardLimits() guardLimits {
 	return l
 }
 
-func newGuard(c *conn, l guardLimits) *guard {
+func newGuard(c guardConn, l guardLimits) *guard {
 	g := &guard{c: c, maxSubscriptions: l.maxSubscriptions, idleTimeout: l.idleTimeout}
 	g.lastActive.Store(time.Now().UnixNano())
 	g.mu.Lock()
@@ -156,7 +164,7 @@ func (g *guard) checkIdle() {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if !g.c.closed.Load() {
+	if !g.c.isClosed() {
 		g.idleTimer.Reset(next)
 	}
 }

@@ -352,6 +352,8 @@ func (c *conn) closeWith(code int, reason string) {
 	_ = c.Close()
 }
 
+func (c *conn) isClosed() bool { return c.closed.Load() }
+
 // closeAbandoned closes a connection gqlgen left open when its handler
 // returned. The one known cause is a connection_init payload that is valid
 // JSON but not an object, so the close code is a protocol error.

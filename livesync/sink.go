@@ -1,0 +1,106 @@
+package livesync
+
+import (
+	"context"
+	"sync"
+)
+
+// A Sink receives a stream's events from the hub in place of a channel, so
+// that a transport can serve thousands of subscriptions without a goroutine
+// blocked on each one's channel, and execute and encode each event once per
+// group of subscribers that would get the same bytes (Event.Encoded).
+//
+// The transport puts a Sink in the subscription's context (WithSink) with
+// Deliver set; the stream resolver attaches, with Attach, the function that
+// makes the subscription's next execution return a given event, and
+// subscribes with Deliver. To encode an event for a subscriber the
+// transport calls Prime and then runs the subscription's response handler
+// once.
+type Sink struct {
+	// Deliver is what the hub calls with each event (see Deliver): it
+	// must not block, and returns false when the subscriber cannot take
+	// the event, so the hub drops it.
+	Deliver Deliver
+
+	mu    sync.Mutex
+	prime func(*Event)
+}
+
+type sinkKey struct{}
+
+// WithSink makes a stream subscribed with ctx deliver to s.
+func WithSink(ctx context.Context, s *Sink) context.Context {
+	return context.WithValue(ctx, sinkKey{}, s)
+}
+
+// SinkFrom returns the Sink of ctx, nil without one.
+func SinkFrom(ctx context.Context) *Sink {
+	s, _ := ctx.Value(sinkKey{}).(*Sink)
+	return s
+}
+
+// Attach records how to make the subscription's next execution return an
+// event. A resolver attaches before it subscribes, and detaches (nil) when
+// the subscription fails.
+func (s *Sink) Attach(prime func(*Event)) {
+	s.mu.Lock()
+	s.prime = prime
+	s.mu.Unlock()
+}
+
+// Attached reports whether a stream resolver took the sink.
+func (s *Sink) Attached() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.prime != nil
+}
+
+// Prime makes the subscription's next execution return ev; false when no
+// resolver is attached.
+func (s *Sink) Prime(ev *Event) bool {
+	s.mu.Lock()
+	prime := s.prime
+	s.mu.Unlock()
+	if prime == nil {
+		return false
+	}
+	prime(ev)
+	return true
+}
+
+// encoding is one memo entry of Event.Encoded.
+type encoding struct {
+	mu   sync.Mutex
+	done bool
+	data []byte
+}
+
+// Encoded returns encode's result for key, computing it at most once per
+// event and key while it succeeds: every subscriber whose operation has
+// the same key gets the same bytes. A failed encode is not kept (the
+// subscriber that ran it may have been leaving); the next caller runs its
+// own. Callers with the same key wait for the one computing.
+func (e *Event) Encoded(key string, encode func() ([]byte, error)) ([]byte, error) {
+	e.encMu.Lock()
+	if e.encoded == nil {
+		e.encoded = make(map[string]*encoding, 1)
+	}
+	enc := e.encoded[key]
+	if enc == nil {
+		enc = &encoding{}
+		e.encoded[key] = enc
+	}
+	e.encMu.Unlock()
+
+	enc.mu.Lock()
+	defer enc.mu.Unlock()
+	if enc.done {
+		return enc.data, nil
+	}
+	data, err := encode()
+	if err != nil {
+		return nil, err
+	}
+	enc.data, enc.done = data, true
+	return data, nil
+}
