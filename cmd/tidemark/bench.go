@@ -20,7 +20,7 @@ import (
 // server (bench_latency.go).
 func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: tidemark bench sync|stream|read|rules|soak|latency [flags]")
+		return errors.New("usage: tidemark bench sync|stream|read|rules|soak|latency|fleet [flags]")
 	}
 	switch args[0] {
 	case "sync":
@@ -37,8 +37,10 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return benchLatency(ctx, args[1:], stdout, stderr)
 	case "peer": // one side of scripts/bench-peers.sh (bench_peers.go)
 		return benchPeer(ctx, args[1:], stdout, stderr)
+	case "fleet": // bench_fleet.go
+		return benchFleet(ctx, args[1:], stdout, stderr)
 	}
-	return fmt.Errorf("unknown benchmark %q (want sync, stream, read, rules, soak or latency)", args[0])
+	return fmt.Errorf("unknown benchmark %q (want sync, stream, read, rules, soak, latency or fleet)", args[0])
 }
 
 // benchTarget is the server a benchmark talks to and how it signs tokens.
