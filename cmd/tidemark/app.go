@@ -111,6 +111,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		if err := m.db.Migrate(ctx); err != nil {
 			return err
 		}
+		placement, _ := m.Config.Placement.Placement() // checked by validate
+		if err := m.db.ApplyPlacement(ctx, placement); err != nil {
+			return err
+		}
 	}
 	if err := m.db.CheckSchema(ctx); err != nil {
 		return err

@@ -69,6 +69,9 @@ type Config struct {
 	PushLimits syncengine.PushLimits
 	Metrics    MetricsConfig // TIDEMARK_METRICS, TIDEMARK_METRICS_ADDR (metrics_config.go)
 	Region     string        // TIDEMARK_REGION (region_config.go); empty: not set
+	// TIDEMARK_REGIONS, TIDEMARK_SURVIVAL_GOAL (region_config.go): applied
+	// where migrations run (migrate, and serve when it migrates itself).
+	Placement PlacementConfig
 	// Resilience: TIDEMARK_DB_ACQUIRE_TIMEOUT, TIDEMARK_DB_STATEMENT_TIMEOUT,
 	// TIDEMARK_DRAIN_DELAY (resilience_config.go).
 	Resilience ResilienceConfig
@@ -166,6 +169,7 @@ func (c Config) validate() error {
 	errs = append(errs, validateNotifier(c.Notifier, c.NotifierOverlap)...)
 	errs = append(errs, c.Metrics.validate()...)
 	errs = append(errs, validateRegion(c.Region)...)
+	errs = append(errs, c.Placement.validate()...)
 	if c.DBMaxConns < 1 || c.DBMaxConns > 10_000 {
 		errs = append(errs, fmt.Errorf("TIDEMARK_DB_MAX_CONNS must be between 1 and 10000 (got %d)", c.DBMaxConns))
 	}
@@ -299,6 +303,7 @@ func bindMigrateConfig(fs *flag.FlagSet, c *Config) error {
 	fs.StringVar(&c.SyncRules, "sync-rules", env("TIDEMARK_SYNC_RULES", ""), "sync rules file (docs/sync-rules.md); empty means the default rules (TIDEMARK_SYNC_RULES)")
 	fs.StringVar(&c.LogLevel, "log-level", env("TIDEMARK_LOG_LEVEL", defaults.LogLevel), "debug, info, warn or error (TIDEMARK_LOG_LEVEL)")
 	fs.StringVar(&c.LogFormat, "log-format", env("TIDEMARK_LOG_FORMAT", defaults.LogFormat), "text or json (TIDEMARK_LOG_FORMAT)")
+	bindPlacement(fs, &c.Placement)
 	return nil
 }
 

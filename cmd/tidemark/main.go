@@ -3,6 +3,7 @@
 //	tidemark [serve]     run the server (the default command)
 //	tidemark migrate     bring the database schema up to date
 //	tidemark token       print a signed bearer token
+//	tidemark tenant      create, list or move tenants (their home regions)
 //	tidemark bench sync|stream   measure a running server (docs/benchmarks.md)
 //	tidemark version     print the version and build information
 //
@@ -60,6 +61,7 @@ Commands:
             starts an embedded PostgreSQL and serves the Playground)
   migrate   bring the database schema and bucket membership up to date
   token     print a signed bearer token for a tenant and user
+  tenant    create, list or move tenants and their home regions
   bench     measure a running server: sync, stream, read or rules
   version   print the version and build information
 
@@ -90,6 +92,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return migrate(ctx, args, stderr)
 	case "token":
 		return token(args, stdout, stderr)
+	case "tenant":
+		return tenant(ctx, args, stdout, stderr)
 	case "bench":
 		if len(args) > 0 && isHelpFlag(args[0]) {
 			fmt.Fprint(stderr, "Usage: tidemark bench sync|stream|read|rules|soak [flags]\n\nMeasure a running server (docs/benchmarks.md). Run \"tidemark bench KIND -h\" for a benchmark's flags.\n")
@@ -97,7 +101,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return bench(ctx, args, stdout, stderr)
 	}
-	return fmt.Errorf("unknown command %q (want serve, migrate, token, bench or version; see tidemark -h)", command)
+	return fmt.Errorf("unknown command %q (want serve, migrate, token, tenant, bench or version; see tidemark -h)", command)
 }
 
 func isHelpFlag(arg string) bool {
@@ -143,7 +147,7 @@ var commandFlags = map[string]struct {
 	summary string
 }{
 	"serve":   {bindConfig, "run the server; with no database URL it starts an embedded PostgreSQL"},
-	"migrate": {bindMigrateConfig, "bring the database schema and bucket membership up to date"},
+	"migrate": {bindMigrateConfig, "bring the database schema and bucket membership up to date; with TIDEMARK_REGIONS on CockroachDB, make it multi-region"},
 }
 
 func parseConfig(name string, args []string, stderr io.Writer) (Config, *slog.Logger, error) {
@@ -213,6 +217,10 @@ func migrate(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	placement, err := cfg.Placement.Placement()
+	if err != nil {
+		return err
+	}
 	rules, err := syncrules.Load(cfg.SyncRules, collections.All())
 	if err != nil {
 		return fmt.Errorf("sync rules: %w", err)
@@ -236,6 +244,9 @@ func migrate(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer d.Close()
 	if err := d.Migrate(ctx); err != nil {
+		return err
+	}
+	if err := d.ApplyPlacement(ctx, placement); err != nil {
 		return err
 	}
 	v, err := d.SchemaVersion(ctx)
