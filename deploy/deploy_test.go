@@ -31,6 +31,8 @@ import (
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
+
+	"github.com/tidemark/tidemark/db"
 )
 
 // The server's defaults these files must agree with (cmd/tidemark).
@@ -146,6 +148,11 @@ func TestKubernetesManifests(t *testing.T) {
 				t.Error(p)
 			}
 			if strings.Contains(dir, "overlays/") {
+				// The migrate Job reads the ConfigMap (envFrom, checked
+				// above): the overlay's regions reach it there.
+				for _, p := range checkRegionsSetting(cm.Data["TIDEMARK_REGIONS"], cm.Data["TIDEMARK_SURVIVAL_GOAL"], []string{cm.Data["TIDEMARK_REGION"]}) {
+					t.Error("ConfigMap: " + p)
+				}
 				if image := dep.Spec.Template.Spec.Containers[0].Image; strings.HasSuffix(image, ":latest") || !strings.Contains(image, ":") {
 					t.Errorf("the overlay runs image %s: pin a tag, so the migrate Job and the pods run one binary", image)
 				}
@@ -571,6 +578,23 @@ func TestComposeFile(t *testing.T) {
 	if dep, ok := migrate.DependsOn["crdb-init"]; !ok || dep.Condition != composetypes.ServiceConditionCompletedSuccessfully {
 		t.Error("migrate must wait for crdb-init to complete")
 	}
+	var regions []string
+	for l := range localities {
+		region, _, _ := strings.Cut(strings.TrimPrefix(l, "region="), ",")
+		regions = append(regions, region)
+	}
+	setting := func(name string) string {
+		if v := migrate.Environment[name]; v != nil {
+			return *v
+		}
+		return ""
+	}
+	for _, p := range checkRegionsSetting(setting("TIDEMARK_REGIONS"), setting("TIDEMARK_SURVIVAL_GOAL"), regions) {
+		t.Error("migrate: " + p)
+	}
+	if got := strings.Split(setting("TIDEMARK_REGIONS"), ","); len(got) != len(regions) {
+		t.Errorf("migrate: TIDEMARK_REGIONS=%q, want exactly the nodes' regions %v", setting("TIDEMARK_REGIONS"), regions)
+	}
 	if len(instances) != 2 {
 		t.Fatalf("want 2 Tidemark instances, got %d", len(instances))
 	}
@@ -957,5 +981,43 @@ func TestDockerfile(t *testing.T) {
 	}
 	if _, err := parseDockerfile("FROM x\nRUNN y\n"); err == nil {
 		t.Error("an unknown instruction parsed")
+	}
+}
+
+// checkRegionsSetting returns what is wrong with TIDEMARK_REGIONS and
+// TIDEMARK_SURVIVAL_GOAL as a migrate step reads them: they must parse as
+// tidemark parses them and name every region in want.
+func checkRegionsSetting(regions, goal string, want []string) []string {
+	if regions == "" {
+		return []string{"TIDEMARK_REGIONS is not set: migrate would leave the database single-region"}
+	}
+	p, err := db.ParsePlacement(regions, goal)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var problems []string
+	for _, r := range want {
+		if !p.Has(r) {
+			problems = append(problems, fmt.Sprintf("TIDEMARK_REGIONS=%q lacks region %q", regions, r))
+		}
+	}
+	return problems
+}
+
+// TestRegionsCheckCatchesMistakes is the control of checkRegionsSetting.
+func TestRegionsCheckCatchesMistakes(t *testing.T) {
+	want := []string{"ap-southeast-2", "eu-north-1", "us-east-1"}
+	if p := checkRegionsSetting("ap-southeast-2,eu-north-1,us-east-1", "zone", want); len(p) != 0 {
+		t.Errorf("a matching list: %v", p)
+	}
+	for _, tc := range []struct{ regions, goal string }{
+		{"", ""},
+		{"ap-southeast-2,eu-north-1", ""},
+		{"ap-southeast-2,eu-north-1,us-east-1", "continent"},
+		{"ap-southeast-2,eu_north_1,us-east-1", ""},
+	} {
+		if p := checkRegionsSetting(tc.regions, tc.goal, want); len(p) == 0 {
+			t.Errorf("regions %q goal %q passed", tc.regions, tc.goal)
+		}
 	}
 }
