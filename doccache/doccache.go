@@ -66,6 +66,7 @@ type Stats struct {
 // Cache caches by-id lookups of a Reader. It is safe for concurrent use.
 type Cache struct {
 	next        Reader
+	lists       ListReader // next, when it lists documents (GetChildren)
 	ttl         time.Duration
 	readTimeout time.Duration
 	flights     singleflight.Group
@@ -98,6 +99,10 @@ type scope struct {
 	// writes counts this instance's commits to the scope. A read that
 	// overlaps one may hold the pre-commit state and is not stored.
 	writes uint64
+	// lists is part of every nested list's key (see GetChildren): each
+	// commit of this instance to the scope gives it a new value, since a
+	// written child may have left a parent the commit does not name.
+	lists uint64
 	// head is the latest change number the cache knows the scope reached,
 	// valid when headKnown. Entries read before the cache knew any head may
 	// predate any change, so the first Notify always invalidates.
@@ -115,6 +120,7 @@ type entry struct {
 	id      string
 	found   bool
 	doc     collections.Document
+	list    []collections.Document // a parent's children (GetChildren)
 	expires time.Time
 }
 
@@ -135,8 +141,10 @@ func New(next Reader, opts Options) (*Cache, error) {
 	if opts.ReadTimeout == 0 {
 		opts.ReadTimeout = DefaultReadTimeout
 	}
+	lists, _ := next.(ListReader)
 	c := &Cache{
 		next:        next,
+		lists:       lists,
 		ttl:         opts.TTL,
 		readTimeout: opts.ReadTimeout,
 		scopes:      map[scopeKey]*scope{},
@@ -233,7 +241,7 @@ func (c *Cache) load(ctx context.Context, tenantID string, coll *collections.Col
 	}
 	// The state is taken before the read: whatever invalidates the scope
 	// from here on makes the read's result unstorable.
-	s, gen, writes, start := c.beginRead(tenantID, coll)
+	s, gen, writes, _, start := c.beginRead(tenantID, coll)
 	// An earlier flight may have stored some of the ids since our caller
 	// looked (it ended after its entries became visible): look again.
 	found := make(map[string]collections.Document, len(ids))
@@ -318,13 +326,13 @@ func (c *Cache) observe(tenantID string, coll *collections.Collection) (gen, wri
 
 // beginRead records that a read of the scope begins now and returns the
 // state it begins in.
-func (c *Cache) beginRead(tenantID string, coll *collections.Collection) (s *scope, gen, writes uint64, start time.Time) {
+func (c *Cache) beginRead(tenantID string, coll *collections.Collection) (s *scope, gen, writes, lists uint64, start time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	start = time.Now()
 	s = c.scopeLocked(tenantID, coll, start)
 	s.lastRead = start
-	return s, s.gen, s.writes, start
+	return s, s.gen, s.writes, s.lists, start
 }
 
 func (c *Cache) scopeLocked(tenantID string, coll *collections.Collection, now time.Time) *scope {
@@ -336,7 +344,7 @@ func (c *Cache) scopeLocked(tenantID string, coll *collections.Collection, now t
 		c.pruneLocked(now)
 	}
 	c.lastGen++
-	s := &scope{gen: c.lastGen, lastRead: now}
+	s := &scope{gen: c.lastGen, lists: c.lastGen, lastRead: now}
 	c.scopes[k] = s
 	return s
 }
@@ -373,6 +381,8 @@ func (c *Cache) Committed(tenantID string, coll *collections.Collection, head in
 		return
 	}
 	s.writes++
+	c.lastGen++
+	s.lists = c.lastGen
 	// Our own commit moves the known head only when it directly follows it;
 	// otherwise another instance's commit may lie in between, and the next
 	// Notify must still invalidate the scope for it.

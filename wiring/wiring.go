@@ -88,6 +88,11 @@ type Config struct {
 	// NoCache serves by-id lookups from the database alone. The cache is
 	// still built and invalidated, so turning it off changes nothing else.
 	NoCache bool
+	// CacheChildren lets the document cache keep nested lists by parent (a
+	// work order's checklist), so a nested read it has seen needs no round
+	// trip for them (see doccache.GetChildren). Off unless set: then only
+	// by-id lookups are cached.
+	CacheChildren bool
 	// StreamBuffer is how many events a stream subscriber may have waiting
 	// before it is disconnected (default: resolvers.Resolver's).
 	StreamBuffer int
@@ -194,8 +199,11 @@ func Build(d *db.DB, cfg Config) (*Built, error) {
 	cfg.Server.Metrics.Metrics.Connect(d, engine, hub, cache)
 
 	sources := dataloader.Sources{Documents: cache, Lists: d}
+	if cfg.CacheChildren {
+		sources.Children = cache
+	}
 	if cfg.NoCache {
-		sources.Documents = d
+		sources.Documents, sources.Children = d, nil
 	}
 	srv := cfg.Server
 	srv.Schema = graph.NewExecutableSchema(graph.Config{
