@@ -209,7 +209,7 @@ func (d *device) connect(ctx context.Context) (time.Duration, error) {
 	d.conn = conn
 	d.r.stats.streaming.Add(1)
 	d.r.readers.Add(1)
-	go d.read(conn, d.session)
+	go d.read(conn, d.session, t0)
 	return 0, nil
 }
 
@@ -232,8 +232,11 @@ type pulledBulk struct {
 // read is the stream's reader: it applies each event under the device's
 // lock (so an event waits for a push or pull under way, as
 // tidemark-rxdb.mjs makes RxDB wait) and takes its checkpoint. When the
-// server ends the stream, the device reconnects and resyncs.
-func (d *device) read(conn *websocket.Conn, session int32) {
+// server ends the stream, the device reconnects and resyncs. Lag counts
+// only documents written after the connection began: one that enters the
+// device's set (a site its user's new work order is on) keeps its older
+// updatedAt.
+func (d *device) read(conn *websocket.Conn, session int32, since time.Time) {
 	defer d.r.readers.Done()
 	for {
 		_, raw, err := conn.ReadMessage()
@@ -265,7 +268,7 @@ func (d *device) read(conn *websocket.Conn, session int32) {
 				return
 			}
 			for _, doc := range bulk.Documents {
-				if at, ok := d.apply(col, doc); ok && !at.IsZero() {
+				if at, ok := d.apply(col, doc); ok && at.After(since) {
 					d.r.stats.observe("lag", now.Sub(at))
 				}
 			}
