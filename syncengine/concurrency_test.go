@@ -91,7 +91,12 @@ ON CONFLICT (tenant_id, id) DO UPDATE SET change_seq = excluded.change_seq, titl
 }
 
 type gapRun struct {
-	pushers  int
+	pushers int
+	// engines the pushers are spread over, as over instances of the
+	// server on one database: an engine runs the pushes of one scope that
+	// meet in one transaction (group.go), and the scope's change lock
+	// orders the transactions of different engines. At least 1.
+	engines  int
 	duration time.Duration
 }
 
@@ -109,7 +114,11 @@ type gapReport struct {
 func runGapCheck(t *testing.T, d *db.DB, store syncengine.Store, run gapRun) gapReport {
 	t.Helper()
 	ctx := context.Background()
-	engine := syncengine.New(store)
+	engines := make([]*syncengine.Engine, max(1, run.engines))
+	for i := range engines {
+		engines[i] = syncengine.New(store)
+	}
+	engine := engines[0] // the puller's
 	caller := syncengine.Caller{TenantID: "gap", UserID: "u"}
 	var rep gapReport
 	var seq atomic.Int64
@@ -135,7 +144,7 @@ func runGapCheck(t *testing.T, d *db.DB, store syncengine.Store, run gapRun) gap
 				}
 				// Rows rewriting an existing document without an assumed
 				// state conflict (and are not written); new ones are written.
-				res, err := engine.Push(ctx, caller, collections.WorkOrder, rows)
+				res, err := engines[p%len(engines)].Push(ctx, caller, collections.WorkOrder, rows)
 				if err != nil {
 					errs <- err
 					return
@@ -219,7 +228,9 @@ func gapPushers(t *testing.T) int {
 func TestPullIsGapFreeUnderConcurrentPushes(t *testing.T) {
 	pushers := gapPushers(t)
 	d := dbtest.Open(t, db.PoolConfig{MaxConns: int32(max(16, pushers+2))})
-	rep := runGapCheck(t, d, slowCommits{d}, gapRun{pushers: pushers, duration: gapDuration()})
+	// Pushers share engines two by two (so pushes meet in groups) and the
+	// engines share the database (so groups queue on the change lock).
+	rep := runGapCheck(t, d, slowCommits{d}, gapRun{pushers: pushers, engines: max(1, pushers/2), duration: gapDuration()})
 	t.Logf("checked %d accepted changes against %d pulled documents", rep.accepted, rep.pulled)
 	if rep.accepted < 100 {
 		t.Fatalf("only %d changes were accepted; the run checked too little", rep.accepted)
@@ -232,13 +243,15 @@ func TestPullIsGapFreeUnderConcurrentPushes(t *testing.T) {
 
 // TestGapCheckCatchesANaiveCursor proves the check above can fail: with
 // change numbers from a sequence and no scope lock, transactions commit out
-// of number order and the puller skips changes.
+// of number order and the puller skips changes. Each pusher has its own
+// engine, as if on its own instance: an engine runs one transaction of a
+// scope at a time, which alone would hide the naive cursor's gaps.
 func TestGapCheckCatchesANaiveCursor(t *testing.T) {
 	d := dbtest.Open(t, db.PoolConfig{MaxConns: 16})
 	if _, err := d.Pool.Exec(context.Background(), "CREATE SEQUENCE naive_changes"); err != nil {
 		t.Fatal(err)
 	}
-	rep := runGapCheck(t, d, naiveStore{d}, gapRun{pushers: 8, duration: 3 * time.Second})
+	rep := runGapCheck(t, d, naiveStore{d}, gapRun{pushers: 8, engines: 8, duration: 3 * time.Second})
 	if len(rep.missing)+len(rep.wrongFinal) == 0 {
 		t.Fatalf("a sequence-numbered cursor skipped nothing in %d changes; the gap check is not sensitive", rep.accepted)
 	}

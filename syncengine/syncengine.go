@@ -7,6 +7,7 @@ package syncengine
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -47,6 +48,11 @@ type Engine struct {
 	// pushLimits bound the bytes of push input (limits.go).
 	pushLimits PushLimits
 	observer   Observer // observer.go
+
+	// The pushes waiting for their scope's running transaction (group.go);
+	// a scope is present while one of its transactions runs.
+	groupMu sync.Mutex
+	scopes  map[scopeKey][]*queuedPush
 }
 
 // New returns an engine over store. Until UseRules is called every caller
@@ -152,87 +158,103 @@ func (e *Engine) Push(ctx context.Context, caller Caller, c *collections.Collect
 	if err := checkPushBytes(e.pushLimits, rows); err != nil {
 		return nil, err
 	}
-	ids := make([]string, 0, len(rows))
-	for _, r := range rows {
-		ids = append(ids, r.New.ID)
-	}
-
 	set := e.Access(caller, c)
 	if e.rules != nil && e.rules.AccessFor(caller.UserID, caller.Claims).Denied() {
 		return nil, apperr.New(apperr.Forbidden, "this role may not push")
 	}
-	var result []collections.Document
-	var heads map[*collections.Collection]int64
-	var written []collections.Document
-	var outcomes PushOutcomes
-	err = e.store.WriteDocuments(ctx, caller.TenantID, c, func(w collections.Writer) error {
-		// This closure may run again on a retry: start from scratch each time.
-		result, written, heads = nil, nil, map[*collections.Collection]int64{}
-		masters, err := w.Get(ctx, ids)
-		if err != nil {
-			return err
-		}
-		inside, err := e.inside(ctx, w, c, set, rows, masters)
-		if err != nil {
-			return err
-		}
-		allowed := make([]PushRow, 0, len(rows))
-		for i, r := range rows {
-			if inside[i] {
-				allowed = append(allowed, r)
-			}
-		}
-		plan := decideAll(c, allowed, masters)
-		outcomes = plan.outcomes()
-		outcomes.Outside = len(rows) - len(allowed)
-		stored, err := w.Put(ctx, plan.writes)
-		if err != nil {
-			return err
-		}
-		written = stored
-		if len(stored) > 0 {
-			heads[c] = stored[len(stored)-1].Change
-		}
-		if e.rules != nil {
-			m := &membershipWrite{ctx: ctx, w: w, rules: e.rules, pushed: c, touched: heads}
-			if err := m.maintain(c, collapse(stored, masters)); err != nil {
-				return err
-			}
-		}
-		result = make([]collections.Document, 0)
-		j := 0
-		for i, r := range rows {
-			if !inside[i] {
-				result = append(result, removal(r))
-				continue
-			}
-			if doc, ok := plan.adopt(j, stored); ok {
-				result = append(result, doc)
-			}
-			j++
-		}
-		return nil
-	})
-	if err != nil {
+	p := &pendingPush{set: set, rows: rows}
+	if err := e.write(ctx, caller.TenantID, c, p); err != nil {
 		return nil, err
 	}
+	return p.result, nil
+}
+
+// pendingPush is one push on its way into a transaction, and what applying
+// it there produced.
+type pendingPush struct {
+	set  syncrules.CollectionAccess
+	rows []PushRow
+
+	result   []collections.Document
+	heads    map[*collections.Collection]int64
+	written  []collections.Document
+	outcomes PushOutcomes
+}
+
+// apply decides and writes one push inside a write transaction that holds
+// c's change lock. It may run again on a retry, so it starts from scratch.
+func (e *Engine) apply(ctx context.Context, w collections.Writer, c *collections.Collection, p *pendingPush) error {
+	p.result, p.written, p.heads = nil, nil, map[*collections.Collection]int64{}
+	rows := p.rows
+	ids := make([]string, 0, len(rows))
+	for _, r := range rows {
+		ids = append(ids, r.New.ID)
+	}
+	masters, err := w.Get(ctx, ids)
+	if err != nil {
+		return err
+	}
+	inside, err := e.inside(ctx, w, c, p.set, rows, masters)
+	if err != nil {
+		return err
+	}
+	allowed := make([]PushRow, 0, len(rows))
+	for i, r := range rows {
+		if inside[i] {
+			allowed = append(allowed, r)
+		}
+	}
+	plan := decideAll(c, allowed, masters)
+	p.outcomes = plan.outcomes()
+	p.outcomes.Outside = len(rows) - len(allowed)
+	stored, err := w.Put(ctx, plan.writes)
+	if err != nil {
+		return err
+	}
+	p.written = stored
+	if len(stored) > 0 {
+		p.heads[c] = stored[len(stored)-1].Change
+	}
+	if e.rules != nil {
+		m := &membershipWrite{ctx: ctx, w: w, rules: e.rules, pushed: c, touched: p.heads}
+		if err := m.maintain(c, collapse(stored, masters)); err != nil {
+			return err
+		}
+	}
+	result := make([]collections.Document, 0)
+	j := 0
+	for i, r := range rows {
+		if !inside[i] {
+			result = append(result, removal(r))
+			continue
+		}
+		if doc, ok := plan.adopt(j, stored); ok {
+			result = append(result, doc)
+		}
+		j++
+	}
+	p.result = result
+	return nil
+}
+
+// announce tells the observer and the commit listeners of a committed push.
+func (e *Engine) announce(tenantID string, c *collections.Collection, p *pendingPush) {
 	if e.observer.Pushed != nil {
-		e.observer.Pushed(c, outcomes)
+		e.observer.Pushed(c, p.outcomes)
 	}
 	for _, col := range collections.All() {
-		head, ok := heads[col]
+		head, ok := p.heads[col]
 		if !ok {
 			continue
 		}
 		var docs []collections.Document
 		if col == c {
-			docs = written
+			docs = p.written
 		}
 		for _, l := range e.listeners {
-			l(caller.TenantID, col, head, docs)
+			l(tenantID, col, head, docs)
 		}
 	}
-	return result, nil
 }
 
 // inside reports, per row, whether the caller may write it: under sync
