@@ -139,6 +139,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		CacheDocuments: m.Config.CacheDocuments,
 		CacheTTL:       m.Config.CacheTTL,
 		NoCache:        m.Config.NoCache,
+		CacheChildren:  !m.Config.NoCacheChildren,
 		SyncRules:      rules,
 
 		TombstoneRetention:     m.Config.TombstoneRetention,

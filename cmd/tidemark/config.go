@@ -53,6 +53,7 @@ type Config struct {
 	DebugAddr       string        // if set, a separate listener serves /debug/pprof
 	Tracing         string        // "otlp", "off", or "" (from the OTEL_* variables); tracing.go
 	NoCache         bool          // serve by-id lookups from the database alone (for comparison)
+	NoCacheChildren bool          // keep nested lists by parent out of the document cache
 	CacheDocuments  int64         // capacity of the by-id document cache
 	CacheTTL        time.Duration // longest a cached document is served
 	SyncRules       string        // path of the sync rules file; empty means the default rules
@@ -335,6 +336,7 @@ func bindConfig(fs *flag.FlagSet, c *Config) error {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", errs.duration("TIDEMARK_SHUTDOWN_TIMEOUT", defaults.ShutdownTimeout), "how long shutdown waits for requests in flight (TIDEMARK_SHUTDOWN_TIMEOUT)")
 	fs.DurationVar(&c.PollInterval, "poll-interval", errs.duration("TIDEMARK_POLL_INTERVAL", defaults.PollInterval), "how often live sync checks the database for other instances' changes (TIDEMARK_POLL_INTERVAL)")
 	fs.BoolVar(&c.NoCache, "no-cache", env("TIDEMARK_NO_CACHE", "") == "true", "turn the by-id document cache off (TIDEMARK_NO_CACHE=true)")
+	fs.BoolVar(&c.NoCacheChildren, "no-cache-children", env("TIDEMARK_NO_CACHE_CHILDREN", "") == "true", "cache by-id lookups only, not nested lists by parent (TIDEMARK_NO_CACHE_CHILDREN=true)")
 	fs.Int64Var(&c.CacheDocuments, "cache-documents", errs.int64("TIDEMARK_CACHE_DOCUMENTS", defaults.CacheDocuments), "documents the by-id cache holds (TIDEMARK_CACHE_DOCUMENTS)")
 	fs.DurationVar(&c.CacheTTL, "cache-ttl", errs.duration("TIDEMARK_CACHE_TTL", defaults.CacheTTL), "longest a cached document is served, a backstop to invalidation (TIDEMARK_CACHE_TTL)")
 	fs.DurationVar(&c.TombstoneRetention, "tombstone-retention", errs.duration("TIDEMARK_TOMBSTONE_RETENTION", defaults.TombstoneRetention), "how long deleted documents and removals are kept for offline devices (TIDEMARK_TOMBSTONE_RETENTION)")
