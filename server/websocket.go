@@ -285,7 +285,7 @@ func websocketTransport(cfg Config) wsgorilla.Transport {
 		// proxies from closing idle connections.
 		KeepAlivePingInterval: cfg.WebsocketPing,
 		ReadLimit:             limits.MaxMessageBytes,
-		StreamKey:             streamKey,
+		StreamKey:             streamKeyFunc,
 		ErrorFunc: func(ctx context.Context, err error) {
 			if errors.Is(err, transport.ErrWebsocketClosed) {
 				return
@@ -295,6 +295,10 @@ func websocketTransport(cfg Config) wsgorilla.Transport {
 		},
 	}
 }
+
+// streamKeyFunc is streamKey; tests swap it for a wrong one to show that
+// the sharing tests catch subscribers sharing what they must not.
+var streamKeyFunc = streamKey
 
 // streamKey names what the events of a stream subscription encode to
 // besides the event itself (whose scope already fixes the tenant and the
