@@ -230,7 +230,9 @@ const LatencyNestedQuery = `{ workOrders(first: 100) { edges { node { title site
 
 // LatencySitesQuery is the nested read without the checklist: its only
 // nested load is by id (each work order's site), which the document cache
-// serves from memory; the checklist is a list read the cache never holds.
+// serves from memory; the checklist is a list by parent, which the cache
+// holds too when it caches children (wiring.Config.CacheChildren, on here
+// whenever the cache is).
 const LatencySitesQuery = `{ workOrders(first: 100) { edges { node { title site { name } } } } }`
 
 const latencyPull = `query { pullWorkOrders(limit: 100) { documents { id title status updatedAt } checkpoint { cursor } } }`
@@ -332,7 +334,7 @@ func withServer(d *db.DB, noCache bool, fn func(base string) error) error {
 	// requests back to back on loopback is not the load they guard against,
 	// and a refusal would end the run.
 	built, err := wiring.Build(d, wiring.Config{
-		Secret: latencySecret, NoCache: noCache,
+		Secret: latencySecret, NoCache: noCache, CacheChildren: !noCache, // as the program does
 		Logger: slog.New(slog.DiscardHandler),
 		Server: server.Config{AddressRate: -1, IdentityRate: -1, PushesInFlight: -1},
 	})
