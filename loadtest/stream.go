@@ -24,6 +24,13 @@ type StreamConfig struct {
 	Dialers     int           // connections opened at once (default 64)
 	ServerPID   int           // if set, the server's resident memory is read from /proc
 	RunID       string
+	// Idle, if set, measures idle connections instead of a run of pushes:
+	// Idle connections each with one stream subscription, no events, and
+	// the server's resident memory (ServerPID) before and after, read once
+	// Settle (default 10s) has passed; then one push per tenant proves
+	// every subscription live. See StreamIdle.
+	Idle   int
+	Settle time.Duration
 }
 
 // StreamReport is what a stream benchmark measured.
@@ -36,9 +43,24 @@ type StreamReport struct {
 	Latency       Latencies
 	ServerRSSIdle int64 // bytes, before connecting
 	ServerRSSConn int64 // bytes, with every subscription open and idle
+	// Of an idle run (StreamConfig.Idle): the subscriptions that got the
+	// probe pushed after the memory was read, and the server's memory then.
+	IdleRun       bool
+	Live          int
+	ServerRSSLive int64
 }
 
 func (r StreamReport) String() string {
+	if r.IdleRun {
+		s := fmt.Sprintf("%d idle connections, each with one stream subscription, connected in %s; %d of them live (got the probe pushed after the reading)",
+			r.Subscribers, r.ConnectTime.Round(time.Millisecond), r.Live)
+		if r.ServerRSSIdle > 0 {
+			s += fmt.Sprintf("\nserver memory: %.1f MiB before, %.1f MiB with the connections idle: %.1f KiB per idle connection; %.1f MiB after one event to each",
+				float64(r.ServerRSSIdle)/(1<<20), float64(r.ServerRSSConn)/(1<<20),
+				float64(r.ServerRSSConn-r.ServerRSSIdle)/float64(r.Subscribers)/1024, float64(r.ServerRSSLive)/(1<<20))
+		}
+		return s
+	}
 	s := fmt.Sprintf("%d subscribers connected in %s; %d pushes, %d documents delivered, %d lost\ncommit→client latency: %s",
 		r.Subscribers, r.ConnectTime.Round(time.Millisecond), r.Pushes, r.Delivered, r.Lost, r.Latency)
 	if r.ServerRSSIdle > 0 {
@@ -81,6 +103,12 @@ func Stream(ctx context.Context, c *Client, token func(tenant string) string, cf
 	}
 	if cfg.Dialers == 0 {
 		cfg.Dialers = 64
+	}
+	if cfg.Idle > 0 {
+		cfg.Subscribers = cfg.Idle
+		if cfg.Settle == 0 {
+			cfg.Settle = 10 * time.Second
+		}
 	}
 	if cfg.RunID == "" {
 		cfg.RunID = strconv.FormatInt(time.Now().UnixNano(), 36)
@@ -141,6 +169,9 @@ func Stream(ctx context.Context, c *Client, token func(tenant string) string, cf
 	for _, s := range subs {
 		go s.read()
 	}
+	if cfg.Idle > 0 {
+		return streamIdle(ctx, c, token, tenant, cfg, subs, rep)
+	}
 
 	// A probe per tenant proves every subscription is registered before
 	// anything is measured (a subscribe message has no acknowledgement).
@@ -200,6 +231,39 @@ func Stream(ctx context.Context, c *Client, token func(tenant string) string, cf
 		s.mu.Unlock()
 	}
 	rep.Latency = summarize(all)
+	return rep, err
+}
+
+// streamIdle is the rest of an idle run: the connections are open and
+// subscribed, and nothing has been pushed. A subscribe message has no
+// acknowledgement, so the memory is read after cfg.Settle; the probe pushed
+// after it shows which subscriptions were live.
+func streamIdle(ctx context.Context, c *Client, token func(string) string, tenant func(int) string, cfg StreamConfig, subs []*streamSub, rep StreamReport) (StreamReport, error) {
+	rep.IdleRun = true
+	select {
+	case <-ctx.Done():
+		return rep, ctx.Err()
+	case <-time.After(cfg.Settle):
+	}
+	if cfg.ServerPID > 0 {
+		rep.ServerRSSConn = residentMemory(cfg.ServerPID)
+	}
+	for t := 0; t < cfg.Tenants; t++ {
+		if err := pushWorkOrder(ctx, c, token(tenant(t)), "probe-"+tenant(t)); err != nil {
+			return rep, fmt.Errorf("probe push: %w", err)
+		}
+	}
+	err := waitDelivered(ctx, subs, func(s *streamSub) []string { return []string{"probe-" + tenant(s.tenant)} }, 60*time.Second)
+	for _, s := range subs {
+		s.mu.Lock()
+		if s.seen["probe-"+tenant(s.tenant)] {
+			rep.Live++
+		}
+		s.mu.Unlock()
+	}
+	if cfg.ServerPID > 0 {
+		rep.ServerRSSLive = residentMemory(cfg.ServerPID)
+	}
 	return rep, err
 }
 

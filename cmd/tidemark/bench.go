@@ -114,6 +114,8 @@ func benchStream(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.Float64Var(&cfg.Rate, "rate", 20, "pushes per second")
 	fs.DurationVar(&cfg.Duration, "duration", 20*time.Second, "how long to push")
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "server process id, to report its memory per connection")
+	fs.IntVar(&cfg.Idle, "idle", 0, "instead of pushing: open this many connections with one stream subscription each, no events, and report the server's memory per idle connection (with -server-pid)")
+	fs.DurationVar(&cfg.Settle, "settle", 10*time.Second, "with -idle: wait this long after connecting before reading the server's memory")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -122,6 +124,10 @@ func benchStream(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	rep, err := loadtest.Stream(ctx, target.client(), sign, cfg)
+	if cfg.Idle > 0 {
+		fmt.Fprintf(stdout, "%d idle connections over %d tenant(s)\n%s\n", cfg.Idle, cfg.Tenants, rep)
+		return err
+	}
 	fmt.Fprintf(stdout, "%d subscribers over %d tenant(s), %.0f pushes/s for %s\n%s\n", cfg.Subscribers, cfg.Tenants, cfg.Rate, cfg.Duration, rep)
 	return err
 }
