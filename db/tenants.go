@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,6 +25,10 @@ const (
 ON CONFLICT (tenant_id) DO NOTHING`
 	stmtTenant      = `SELECT tenant_id, home_region, created_at FROM tenants WHERE tenant_id = $1`
 	stmtListTenants = `SELECT tenant_id, home_region, created_at FROM tenants ORDER BY tenant_id`
+	// stmtDatabaseRegions lists a CockroachDB database's regions (none
+	// when it is not multi-region). CockroachDB only: behind the dialect
+	// switch in checkRegion.
+	stmtDatabaseRegions = `SELECT region FROM [SHOW REGIONS FROM DATABASE]`
 	// stmtHomeTenant records a tenant's new home region, creating the
 	// tenant if it was not in the table (a deployment from before tenants
 	// were recorded).
@@ -45,6 +50,32 @@ var ErrTenantExists = errors.New("tenant exists with another home region")
 // ErrUnknownTenant is returned for a tenant the tenants table lacks.
 var ErrUnknownTenant = errors.New("unknown tenant")
 
+// ErrNotARegion is returned for a home region a multi-region CockroachDB
+// database does not have: its rows could not be placed, and every insert
+// of the tenant would fail on the cast to crdb_internal_region.
+var ErrNotARegion = errors.New("not a region of the database")
+
+// checkRegion refuses, on a multi-region CockroachDB, a region the
+// database lacks. PostgreSQL, and CockroachDB before placement, record
+// any region.
+func (d *DB) checkRegion(ctx context.Context, region string) error {
+	if d.Dialect != CockroachDB {
+		return nil
+	}
+	rows, err := d.Pool.Query(ctx, stmtDatabaseRegions)
+	if err != nil {
+		return fmt.Errorf("read the database's regions: %w", err)
+	}
+	regions, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("read the database's regions: %w", err)
+	}
+	if len(regions) > 0 && !slices.Contains(regions, region) {
+		return fmt.Errorf("%q is %w (it has %s)", region, ErrNotARegion, strings.Join(regions, ", "))
+	}
+	return nil
+}
+
 // CreateTenant records a tenant and its home region. Creating a tenant
 // that exists with the same region is a no-op (scripts may rerun it).
 // It places nothing: a tenant's rows take its home region as they are
@@ -53,6 +84,9 @@ var ErrUnknownTenant = errors.New("unknown tenant")
 func (d *DB) CreateTenant(ctx context.Context, id, region string) (Tenant, error) {
 	if id == "" || region == "" {
 		return Tenant{}, errors.New("tenant id and home region are required")
+	}
+	if err := d.checkRegion(ctx, region); err != nil {
+		return Tenant{}, fmt.Errorf("create tenant %q: %w", id, err)
 	}
 	var t Tenant
 	err := d.RunTx(ctx, TxOptions{IsoLevel: d.isolation()}, func(tx *Tx) error {
@@ -123,7 +157,7 @@ func moveBatchSQL(table string) string {
 // TenantStatements are the statements of tenants and of their moves, for
 // the portability test.
 func TenantStatements() []string {
-	out := []string{stmtCreateTenant, stmtTenant, stmtListTenants, stmtHomeTenant, stmtCurrentDatabase,
+	out := []string{stmtCreateTenant, stmtTenant, stmtListTenants, stmtHomeTenant, stmtCurrentDatabase, stmtDatabaseRegions,
 		"SELECT " + tenantHomeRegion}
 	for _, t := range TenantScopedTables() {
 		out = append(out, moveBatchSQL(t))
@@ -160,6 +194,9 @@ func (d *DB) MoveTenant(ctx context.Context, id, region string, batch int, progr
 	}
 	if batch <= 0 {
 		batch = DefaultMoveBatch
+	}
+	if err := d.checkRegion(ctx, region); err != nil {
+		return MoveResult{}, fmt.Errorf("move tenant %q: %w", id, err)
 	}
 	res := MoveResult{Rows: map[string]int{}}
 	before, err := d.GetTenant(ctx, id)
