@@ -299,8 +299,8 @@ func (cfg FleetConfig) expectedSet(u int) [numFleetCollections]map[string]bool {
 // model's set of that user. The report says what differed; Fleet returns
 // an error when anything did.
 func Fleet(ctx context.Context, base *Client, token RoleToken, cfg FleetConfig) (FleetReport, error) {
-	if err := checkLoopback(base.URL); err != nil {
-		return FleetReport{}, err
+	if checkLoopback(base.URL) != nil {
+		return FleetReport{}, fmt.Errorf("bench fleet: %s is not on a loopback address: the fleet loads only a server on this machine", base.URL)
 	}
 	cfg, err := cfg.withDefaults()
 	if err != nil {

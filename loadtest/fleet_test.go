@@ -94,3 +94,50 @@ func TestFleetConvergenceCheckCatchesATamperedStore(t *testing.T) {
 		t.Errorf("views that differ from the model's sets passed: %+v", v)
 	}
 }
+
+func TestFleetRefusesAServerElsewhereAndABadMix(t *testing.T) {
+	_, err := Fleet(context.Background(), &Client{URL: "http://10.0.0.7:8080/graphql"}, nil, FleetConfig{})
+	if err == nil || !strings.Contains(err.Error(), "not on a loopback address") {
+		t.Errorf("a server elsewhere: err = %v, want a refusal", err)
+	}
+	for _, cfg := range []FleetConfig{
+		{Roles: map[string]int{"auditor": 1}},
+		{Roles: map[string]int{"technician": 0}},
+		{Processes: 2, Devices: 10}, // no run id
+		{Processes: 2, Devices: 10, RunID: "x", ProcessIndex: 2},
+		{DevicesPerUser: 17},
+		{DevicesPerUser: 2, DeviceOffset: 3},
+		{Overlap: 1.5},
+	} {
+		if _, err := cfg.withDefaults(); err == nil {
+			t.Errorf("%+v was accepted", cfg)
+		}
+	}
+}
+
+// The model gives each user its role by weight and its set under the
+// default rules: a technician its own work orders, checklist items and
+// their sites; a dispatcher every user's documents of its tenant.
+func TestFleetModelSpreadsRolesAndSets(t *testing.T) {
+	cfg, err := FleetConfig{Devices: 12, Tenants: 2, DevicesPerUser: 2, Shared: 1, Sites: 3,
+		Roles: map[string]int{"technician": 2, "dispatcher": 1}}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// users 0..5; tenant u%2; within a tenant the k-th user (u/2) is a
+	// dispatcher when k%3 == 0 (roles in name order: dispatcher first).
+	want := []string{"dispatcher", "dispatcher", "technician", "technician", "technician", "technician"}
+	for u, role := range want {
+		if got := cfg.roleOf(u); got != role {
+			t.Errorf("user %d: role %s, want %s", u, got, role)
+		}
+	}
+	tech := cfg.expectedSet(2) // devices 4 and 5
+	if len(tech[colWorkOrders]) != 3 || !tech[colWorkOrders]["wo-d4"] || !tech[colWorkOrders]["wo-u2-0"] || len(tech[colChecklistItems]) != 2 {
+		t.Errorf("technician u2's set: %v", tech)
+	}
+	disp := cfg.expectedSet(0) // tenant 0: users 0, 2, 4
+	if len(disp[colWorkOrders]) != 3*3 || len(disp[colChecklistItems]) != 3*2 || len(disp[colSites]) != 3 {
+		t.Errorf("dispatcher u0's set: %v", disp)
+	}
+}
