@@ -19,7 +19,7 @@ type MigrationFile struct {
 }
 
 var (
-	migrationFileName = regexp.MustCompile(`^(\d{4})_[a-z0-9_]+\.sql$`)
+	migrationFileName = regexp.MustCompile(`^(\d{4})_[a-z0-9_]+(?:\.cockroachdb|\.postgresql)?\.sql$`)
 	createTable       = regexp.MustCompile(`(?i)CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?([a-z_][a-z0-9_]*)`)
 )
 
@@ -93,6 +93,8 @@ func CreateTableSQL(s *Synced) string {
 		"change_seq INT8 NOT NULL",
 		"updated_at TIMESTAMPTZ NOT NULL",
 		"deleted BOOL NOT NULL DEFAULT false",
+		// The tenant's home region, written by every insert (db/tenants.go).
+		"home_region TEXT",
 	}
 	for _, f := range c.Fields {
 		col := f.Column + " " + ColumnType(f.Kind)
