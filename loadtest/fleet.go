@@ -501,6 +501,7 @@ func (r *fleetRun) runSchedule(ctx context.Context) {
 		go func() {
 			defer wg.Done()
 			for ev := range work {
+				r.stats.observe("late", time.Since(ev.at))
 				r.devices[ev.device].handle(ctx, ev)
 			}
 		}()

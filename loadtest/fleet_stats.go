@@ -16,10 +16,12 @@ import (
 
 // The verbs whose latencies a fleet run records: one pull request, one
 // push request, a websocket connect (dial to connection_ack), a device's
-// whole sync on going online (connect, pulls until caught up, push), and
-// stream lag (a streamed document's updatedAt to its arrival; the server
-// and the fleet must share a clock: run both on one machine).
-var fleetVerbs = []string{"pull", "push", "connect", "sync", "lag"}
+// whole sync on going online (connect, pulls until caught up, push), stream
+// lag (a streamed document's updatedAt to its arrival; the server and the
+// fleet must share a clock: run both on one machine), and late: how long a
+// due device action waited for a worker, which says whether this process
+// kept up with its schedule (if not, add workers or processes).
+var fleetVerbs = []string{"pull", "push", "connect", "sync", "lag", "late"}
 
 // histogram counts durations in buckets 5% wide from 50µs, without
 // keeping samples: a run of 10k devices makes millions of requests.
@@ -232,7 +234,7 @@ type FleetReport struct {
 	Devices          int
 	StreamingDevices int // devices that stream when online; the others poll
 	Counts           FleetCounts
-	Latency          map[string]LatencySummary // by verb: pull, push, connect, sync, lag
+	Latency          map[string]LatencySummary // by verb: pull, push, connect, sync, lag, late
 	CloseCodes       map[string]int            // streams ended by the server, by close code
 	FirstError       string
 	Convergence      ConvergenceReport

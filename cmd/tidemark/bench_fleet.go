@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -67,7 +68,11 @@ func benchFleet(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	cfg.Progress = stderr
-	rep, runErr := loadtest.Fleet(ctx, target.client(), sign, cfg)
+	// One idle connection kept per worker, so that the workers do not
+	// open and close connections (and leave TIME_WAIT sockets) all run.
+	client := target.client()
+	client.HTTP.Transport = &http.Transport{MaxIdleConnsPerHost: max(64, cfg.Workers)}
+	rep, runErr := loadtest.Fleet(ctx, client, sign, cfg)
 	fmt.Fprintln(stdout, rep)
 	if *jsonFile != "" {
 		b, err := json.MarshalIndent(rep, "", "  ")
