@@ -139,8 +139,10 @@ start_tidemark() {
   (
     ulimit -n 20000
     # The request limits are off: one address and one user send all the load.
+    # No drain delay: nothing balances load in front of it, and each stream
+    # run stops a server.
     exec env TIDEMARK_DATABASE_URL="$db_url" TIDEMARK_JWT_SECRET="$secret" TIDEMARK_ADDR="127.0.0.1:$tm_port" \
-      TIDEMARK_LOG_LEVEL=warn TIDEMARK_RATE_PER_ADDRESS=-1 TIDEMARK_RATE_PER_USER=-1 TIDEMARK_PUSHES_IN_FLIGHT=-1 \
+      TIDEMARK_LOG_LEVEL=warn TIDEMARK_DRAIN_DELAY=-1s TIDEMARK_RATE_PER_ADDRESS=-1 TIDEMARK_RATE_PER_USER=-1 TIDEMARK_PUSHES_IN_FLIGHT=-1 \
       TIDEMARK_WS_MAX_CONNECTIONS=-1 TIDEMARK_WS_MAX_CONNECTIONS_PER_ADDRESS=-1 TIDEMARK_WS_MAX_CONNECTIONS_PER_USER=-1 \
       TIDEMARK_WS_ACCEPT_RATE=-1 "$dir/tidemark" serve
   ) >"$dir/tidemark.log" 2>&1 &
