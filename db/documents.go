@@ -115,6 +115,9 @@ func (d *DB) WriteDocuments(ctx context.Context, tenantID string, c *collections
 	return d.RunTx(ctx, TxOptions{IsoLevel: d.isolation()}, func(tx *Tx) error {
 		w := &Writer{tx: tx, tenantID: tenantID, collection: c, now: collections.NormalizeTime(time.Now()),
 			cockroach: d.Dialect == CockroachDB, locked: map[string]bool{}, seq: map[string]int64{}}
+		if !w.cockroach {
+			tx.Queue(stmtGenericPlans)
+		}
 		w.lock(c)
 		return fn(w)
 	})

@@ -35,6 +35,15 @@ const (
 	stmtLockScope = `INSERT INTO change_counters (tenant_id, collection, seq, home_region) VALUES ($1, $2, 0, ` + tenantHomeRegion + `)
 ON CONFLICT (tenant_id, collection) DO UPDATE SET seq = change_counters.seq
 RETURNING seq`
+	// stmtGenericPlans makes a PostgreSQL write transaction plan its
+	// statements for any tenant rather than for the one at hand. A tenant
+	// that is new since the table's last ANALYZE looks empty to the
+	// planner, which then reads a push's documents by id through whichever
+	// tenant-leading index is smallest, filtering the tenant's every row
+	// (40k rows: 27 ms instead of 0.3 ms through the primary key, inside
+	// the scope lock, and growing with each push until autovacuum runs);
+	// the generic plan probes the key for each id whatever the tenant's size.
+	stmtGenericPlans = `SET LOCAL plan_cache_mode = force_generic_plan`
 	// stmtAdvanceScope reserves n change numbers; the lock is already held.
 	// It stamps the row with the database's clock for the notifier's poll
 	// of changed scopes (db/changes.go): the same statement, no round trip.
@@ -140,7 +149,7 @@ func sqlType(k collections.Kind) string {
 func Statements() ([]string, error) {
 	out := []string{
 		stmtVersion, stmtCreateMigrationsTable, stmtAppliedMigrations, stmtRecordMigration,
-		stmtSchemaVersion, stmtLockCounter, stmtLockScope, stmtAdvanceScope, stmtScopeHead, stmtScopeHeads,
+		stmtSchemaVersion, stmtLockCounter, stmtLockScope, stmtGenericPlans, stmtAdvanceScope, stmtScopeHead, stmtScopeHeads,
 		stmtTableColumns, stmtMembersOf, stmtSetMembers, stmtPurgeHorizon,
 		stmtTakeLease, stmtReleaseLease, stmtPurgeRemovals, stmtRaiseHorizon,
 		stmtBucketFingerprints, stmtRecordFingerprint, stmtForgetFingerprint, stmtTenantIDs, stmtTenantMembers,
