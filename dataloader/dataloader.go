@@ -50,6 +50,21 @@ type DocumentReader interface {
 	GetDocuments(ctx context.Context, tenantID string, c *collections.Collection, ids []string) (map[string]collections.Document, error)
 }
 
+// SharedDocumentReader is a DocumentReader that can also answer without
+// copying (the document cache): the loaders use it when they can, since
+// the read API only reads the documents it loads.
+type SharedDocumentReader interface {
+	GetSharedDocuments(ctx context.Context, tenantID string, c *collections.Collection, ids []string) (map[string]collections.Document, error)
+}
+
+// getDocuments reads by id, without a copy when the reader allows it.
+func (l *Loaders) getDocuments(ctx context.Context, c *collections.Collection, ids []string) (map[string]collections.Document, error) {
+	if shared, ok := l.sources.Documents.(SharedDocumentReader); ok {
+		return shared.GetSharedDocuments(ctx, l.tenantID, c, ids)
+	}
+	return l.sources.Documents.GetDocuments(ctx, l.tenantID, c, ids)
+}
+
 // ListReader reads lists, grouped lists and grouped counts.
 type ListReader interface {
 	ListDocuments(ctx context.Context, tenantID string, c *collections.Collection, q readapi.ListQuery) ([]collections.Document, error)
@@ -154,7 +169,7 @@ func (l *Loaders) childLoader(key childKey) *dataloadgen.Loader[string, []collec
 
 func (l *Loaders) fetchByID(c *collections.Collection) func(context.Context, []string) (map[string]collections.Document, error) {
 	return func(ctx context.Context, ids []string) (map[string]collections.Document, error) {
-		return l.sources.Documents.GetDocuments(ctx, l.tenantID, c, ids)
+		return l.getDocuments(ctx, c, ids)
 	}
 }
 
@@ -255,7 +270,7 @@ func (l *Loaders) PrimeDocuments(ctx context.Context, c *collections.Collection,
 	if len(ids) == 0 {
 		return nil
 	}
-	docs, err := l.sources.Documents.GetDocuments(ctx, l.tenantID, c, ids)
+	docs, err := l.getDocuments(ctx, c, ids)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package doccache_test
 
 import (
 	"context"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -204,5 +205,36 @@ func TestChildrenNeedALister(t *testing.T) {
 	t.Cleanup(cache.Close)
 	if _, err := cache.GetChildren(context.Background(), "t1", collections.ChecklistItem, "workOrderId", "position", []string{"wo-a"}, 10); err == nil {
 		t.Fatal("GetChildren without a lister answered")
+	}
+}
+
+// A shared lookup hands out the cached document itself (no copy per hit),
+// while GetDocuments still hands out a copy: the control that the check
+// below can tell the two apart.
+func TestSharedDocumentsAreNotCopied(t *testing.T) {
+	d := dbtest.Open(t, db.PoolConfig{})
+	in := newInstance(t, d, doccache.Options{TTL: time.Minute})
+	put(t, d, in.engine, "t1", "a", "Alpha")
+	fieldsOf := func(shared bool) uintptr {
+		t.Helper()
+		get := in.cache.GetDocuments
+		if shared {
+			get = in.cache.GetSharedDocuments
+		}
+		docs, err := get(context.Background(), "t1", collections.Site, []string{"a"})
+		if err != nil || docs["a"].Fields["name"] != "Alpha" {
+			t.Fatalf("lookup: %v, %v", docs, err)
+		}
+		return reflect.ValueOf(docs["a"].Fields).Pointer()
+	}
+	fieldsOf(true) // cached now
+	if a, b := fieldsOf(true), fieldsOf(true); a != b {
+		t.Fatal("two shared hits got different Fields maps: the hit was copied")
+	}
+	if a, b := fieldsOf(false), fieldsOf(true); a == b {
+		t.Fatal("GetDocuments handed out the cache's own Fields map")
+	}
+	if n := len(in.reader.Calls()); n != 1 {
+		t.Fatalf("%d database reads, want 1", n)
 	}
 }
