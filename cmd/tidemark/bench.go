@@ -172,6 +172,8 @@ func benchSync(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.IntVar(&cfg.PushBatch, "push-batch", 100, "rows per push")
 	fs.IntVar(&cfg.PushClients, "push-clients", 4, "concurrent pushers")
 	fs.IntVar(&cfg.PullLimit, "pull-limit", 1000, "documents per pull page")
+	fs.BoolVar(&cfg.PushOnly, "push-only", false, "push only: no pull afterwards")
+	fs.BoolVar(&cfg.EncodeDuring, "encode-during", false, "encode each push's request body while the clock runs (the default encodes them all first)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -183,8 +185,12 @@ func benchSync(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "tenant %s, %d documents, push batches of %d from %d clients, pull pages of %d\n%s\n",
-		*tenant, cfg.Documents, cfg.PushBatch, cfg.PushClients, cfg.PullLimit, rep)
+	pull := fmt.Sprintf("pull pages of %d", cfg.PullLimit)
+	if cfg.PushOnly {
+		pull = "no pull"
+	}
+	fmt.Fprintf(stdout, "tenant %s, %d documents, push batches of %d from %d clients, %s\n%s\n",
+		*tenant, cfg.Documents, cfg.PushBatch, cfg.PushClients, pull, rep)
 	return nil
 }
 
