@@ -53,6 +53,13 @@ type FleetConfig struct {
 	// through OverlapSet).
 	Overlap    float64
 	OverlapSet bool
+	// Reassign is the probability that an edit of a shared work order by a
+	// user who syncs the whole tenant moves it to a random technician of
+	// the tenant, so that sets change: the work order, its checklist items
+	// and perhaps its site leave one technician's devices and enter
+	// another's (default 0.2).
+	Reassign    float64
+	ReassignSet bool
 	// Stream is the fraction of devices that hold a live stream while
 	// online; the others pull every PollEvery (default 0.5).
 	Stream    float64
@@ -115,6 +122,9 @@ func (cfg FleetConfig) withDefaults() (FleetConfig, error) {
 	if !cfg.OverlapSet && cfg.Overlap == 0 {
 		cfg.Overlap = 0.3
 	}
+	if !cfg.ReassignSet && cfg.Reassign == 0 {
+		cfg.Reassign = 0.2
+	}
 	if !cfg.StreamSet && cfg.Stream == 0 {
 		cfg.Stream = 0.5
 	}
@@ -150,8 +160,8 @@ func (cfg FleetConfig) withDefaults() (FleetConfig, error) {
 		return cfg, errors.New("the device offset must be a multiple of the devices per user, so that a user's devices are in one process")
 	case cfg.Tenants < 1 || cfg.Shared < 1 || cfg.Shared > 100 || cfg.Sites < 1 || cfg.Sites > 1000:
 		return cfg, errors.New("tenants must be at least 1, shared work orders between 1 and 100, sites between 1 and 1000")
-	case cfg.Overlap < 0 || cfg.Overlap > 1 || cfg.Stream < 0 || cfg.Stream > 1:
-		return cfg, errors.New("overlap and stream are fractions between 0 and 1")
+	case cfg.Overlap < 0 || cfg.Overlap > 1 || cfg.Stream < 0 || cfg.Stream > 1 || cfg.Reassign < 0 || cfg.Reassign > 1:
+		return cfg, errors.New("overlap, reassign and stream are fractions between 0 and 1")
 	case cfg.EditRate < 0 || cfg.EditRate > 100:
 		return cfg, errors.New("the edit rate must be between 0 and 100 per device per second")
 	case cfg.PullLimit < 1 || cfg.PullLimit > 1000:
@@ -248,39 +258,83 @@ func fleetSite(s int) map[string]any {
 // checklistPerWorkOrder is how many checklist items each shared work order has.
 const checklistPerWorkOrder = 2
 
-// expectedSet is the live document ids of user u's set at the end of the
-// run, by collection, under the default rules.
-func (cfg FleetConfig) expectedSet(u int) [numFleetCollections]map[string]bool {
+// tenantIDs is the live document ids of tenant t at the end of the run,
+// by collection: documents are created, never deleted.
+func (cfg FleetConfig) tenantIDs(t int) [numFleetCollections]map[string]bool {
 	var set [numFleetCollections]map[string]bool
 	for c := range set {
 		set[c] = map[string]bool{}
 	}
-	t := cfg.tenantOf(u)
-	whole := fleetRoles[cfg.roleOf(u)]
-	users := []int{u}
-	if whole {
-		users = users[:0]
-		for v := t; v*cfg.DevicesPerUser < cfg.total(); v += cfg.Tenants {
-			users = append(users, v)
-		}
-		for s := range cfg.Sites {
-			set[colSites][fleetSiteID(s)] = true
-		}
+	for s := range cfg.Sites {
+		set[colSites][fleetSiteID(s)] = true
 	}
-	for _, v := range users {
-		var wos []string
+	for _, v := range cfg.usersOf(t) {
 		for k := range cfg.Shared {
-			wos = append(wos, sharedWorkOrderID(v, k))
+			set[colWorkOrders][sharedWorkOrderID(v, k)] = true
 			for i := range checklistPerWorkOrder {
 				set[colChecklistItems][sharedChecklistID(v, k, i)] = true
 			}
 		}
 		for d := v * cfg.DevicesPerUser; d < (v+1)*cfg.DevicesPerUser && d < cfg.total(); d++ {
-			wos = append(wos, ownWorkOrderID(d))
+			set[colWorkOrders][ownWorkOrderID(d)] = true
 		}
-		for _, id := range wos {
-			set[colWorkOrders][id] = true
-			set[colSites][cfg.siteOfDoc(id)] = true
+	}
+	return set
+}
+
+// usersOf lists the users of tenant t in the whole run.
+func (cfg FleetConfig) usersOf(t int) []int {
+	var users []int
+	for v := t; v*cfg.DevicesPerUser < cfg.total(); v += cfg.Tenants {
+		users = append(users, v)
+	}
+	return users
+}
+
+// techniciansOf lists the technicians of tenant t in the whole run, whom
+// dispatchers reassign work orders to.
+func (cfg FleetConfig) techniciansOf(t int) []int {
+	var techs []int
+	for _, v := range cfg.usersOf(t) {
+		if cfg.roleOf(v) == "technician" {
+			techs = append(techs, v)
+		}
+	}
+	return techs
+}
+
+// rulesSet applies the default sync rules to the tenant's whole view: what
+// user u's set must hold. A technician gets the work orders assigned to it,
+// their checklist items and notes, and the sites they are on; the other
+// roles get the whole tenant.
+func (cfg FleetConfig) rulesSet(u int, whole serverView) serverView {
+	if fleetRoles[cfg.roleOf(u)] {
+		return whole
+	}
+	var set serverView
+	for c := range set {
+		set[c] = map[string]string{}
+	}
+	field := func(doc, name string) string {
+		var m map[string]any
+		_ = decodeDoc(doc, &m)
+		v, _ := m[name].(string)
+		return v
+	}
+	for id, doc := range whole[colWorkOrders] {
+		if field(doc, "assigneeId") == fleetUserID(u) {
+			set[colWorkOrders][id] = doc
+			site := field(doc, "siteId")
+			if s, ok := whole[colSites][site]; ok {
+				set[colSites][site] = s
+			}
+		}
+	}
+	for _, c := range []int{colChecklistItems, colNotes} {
+		for id, doc := range whole[c] {
+			if _, ok := set[colWorkOrders][field(doc, "workOrderId")]; ok {
+				set[c][id] = doc
+			}
 		}
 	}
 	return set
@@ -327,9 +381,9 @@ func Fleet(ctx context.Context, base *Client, token RoleToken, cfg FleetConfig) 
 	if ctx.Err() != nil {
 		return rep, ctx.Err()
 	}
-	if c := rep.Convergence; c.Mismatched > 0 || c.SetMismatched > 0 || c.Unsynced > 0 {
-		return rep, fmt.Errorf("bench fleet: not converged: %d of %d devices differ from the server's view, %d users' views differ from their sets, %d devices could not sync",
-			c.Mismatched, c.Devices, c.SetMismatched, c.Unsynced)
+	if c := rep.Convergence; !c.Converged() {
+		return rep, fmt.Errorf("bench fleet: not converged: %d of %d devices differ from the server's view, %d users' views differ from their sets, %d tenants from the model, %d devices could not sync",
+			c.Mismatched, c.Devices, c.SetMismatched, c.TenantsMismatched, c.Unsynced)
 	}
 	return rep, nil
 }
@@ -342,6 +396,7 @@ type fleetRun struct {
 	wsURL   string
 	dialer  *websocket.Dialer
 	devices []*device
+	techs   map[int][]int // technicians of each tenant, by user
 	stats   *fleetStats
 	sched   *scheduler
 	readers sync.WaitGroup // stream readers
@@ -363,8 +418,12 @@ func newFleetRun(base *Client, token RoleToken, cfg FleetConfig) (*fleetRun, err
 		},
 	}
 	r.devices = make([]*device, cfg.Devices)
+	r.techs = map[int][]int{}
 	for i := range r.devices {
 		r.devices[i] = newDevice(r, i)
+		if t := cfg.tenantOf(r.devices[i].user); r.techs[t] == nil {
+			r.techs[t] = cfg.techniciansOf(t)
+		}
 	}
 	return r, nil
 }

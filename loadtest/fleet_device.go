@@ -465,7 +465,9 @@ func (s *fleetStats) classify(assumed, sent string, got parsedDoc) {
 
 // edit changes one field of a document: with probability cfg.Overlap one
 // that other devices also edit (a shared work order or checklist item in
-// the device's store), otherwise the device's own work order.
+// the device's store), otherwise the device's own work order. A user who
+// syncs the whole tenant may reassign a shared work order instead
+// (cfg.Reassign).
 func (d *device) edit() {
 	d.edits++
 	d.r.stats.edits.Add(1)
@@ -495,7 +497,11 @@ func (d *device) edit() {
 		return
 	}
 	stamp := fmt.Sprintf("device %d, edit %d", d.id, d.edits)
-	if col == colChecklistItems {
+	techs := d.r.techs[d.r.cfg.tenantOf(d.user)]
+	if col == colWorkOrders && strings.HasPrefix(id, "wo-u") && fleetRoles[d.role] && len(techs) > 0 && rand.Float64() < d.r.cfg.Reassign {
+		doc["assigneeId"] = fleetUserID(techs[rand.IntN(len(techs))])
+		d.r.stats.reassigned.Add(1)
+	} else if col == colChecklistItems {
 		switch rand.IntN(2) {
 		case 0:
 			doc["done"] = doc["done"] != true

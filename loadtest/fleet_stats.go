@@ -126,6 +126,7 @@ type fleetStats struct {
 	edits, pushes, pushRows, pulls, pulledDocs    atomic.Int64
 	streamEvents, streamDocs, skipped             atomic.Int64
 	conflicts, merges, removed, errors, reconnect atomic.Int64
+	reassigned                                    atomic.Int64
 
 	total, window map[string]*histogram
 
@@ -188,6 +189,7 @@ func (s *fleetStats) firstError() string {
 // FleetCounts are the totals of a run.
 type FleetCounts struct {
 	Edits        int64 // local edits made
+	Reassigned   int64 // of which reassignments of a work order to a technician
 	Pushes       int64 // push requests that succeeded
 	PushRows     int64
 	Pulls        int64 // pull requests that succeeded
@@ -203,7 +205,7 @@ type FleetCounts struct {
 }
 
 func (s *fleetStats) counts() FleetCounts {
-	return FleetCounts{Edits: s.edits.Load(), Pushes: s.pushes.Load(), PushRows: s.pushRows.Load(), Pulls: s.pulls.Load(),
+	return FleetCounts{Edits: s.edits.Load(), Reassigned: s.reassigned.Load(), Pushes: s.pushes.Load(), PushRows: s.pushRows.Load(), Pulls: s.pulls.Load(),
 		PulledDocs: s.pulledDocs.Load(), StreamEvents: s.streamEvents.Load(), StreamDocs: s.streamDocs.Load(),
 		Skipped: s.skipped.Load(), Conflicts: s.conflicts.Load(), Merges: s.merges.Load(), Removed: s.removed.Load(),
 		Errors: s.errors.Load(), Reconnects: s.reconnect.Load()}
@@ -244,13 +246,22 @@ type FleetReport struct {
 type ConvergenceReport struct {
 	Devices       int
 	Users         int
-	Matched       int      // devices whose store equals their user's server view
-	Mismatched    int      // devices whose store differs from it
-	SetMismatched int      // users whose server view differs from the model's set
-	Unsynced      int      // devices whose last push or pull failed, or whose user's view could not be read
-	Retries       int      // devices pulled again within the settle time before they matched
-	Problems      []string // the first few differences, in words
-	Duration      time.Duration
+	Tenants       int
+	Matched       int // devices whose store equals their user's server view
+	Mismatched    int // devices whose store differs from it
+	SetMismatched int // users whose server view differs from what the sync rules give them from the tenant's whole view
+	// TenantsMismatched counts the tenants whose whole view does not hold
+	// exactly the documents the run created.
+	TenantsMismatched int
+	Unsynced          int      // devices whose last push or pull failed, or whose user's view could not be read
+	Retries           int      // devices pulled again within the settle time before they matched
+	Problems          []string // the first few differences, in words
+	Duration          time.Duration
+}
+
+// Converged says whether every check passed.
+func (v ConvergenceReport) Converged() bool {
+	return v.Mismatched+v.SetMismatched+v.TenantsMismatched+v.Unsynced == 0
 }
 
 func (r FleetReport) String() string {
@@ -263,10 +274,10 @@ func (r FleetReport) String() string {
 	sort.Strings(roles)
 	fmt.Fprintf(&b, "fleet run %s: %d devices (ids %d-%d of %d) over %d tenant(s), %d per user, roles %s; %d stream when online\n",
 		c.RunID, r.Devices, c.DeviceOffset, c.DeviceOffset+r.Devices-1, c.total(), c.Tenants, c.DevicesPerUser, strings.Join(roles, ","), r.StreamingDevices)
-	fmt.Fprintf(&b, "schedule %s: online %s / offline %s on average, %.3f edits per device per second, overlap %.2f\n",
-		c.Duration, c.OnlineMean, c.OfflineMean, c.EditRate, c.Overlap)
-	fmt.Fprintf(&b, "edits %d; pushes %d (%d rows); pulls %d (%d documents); stream events %d (%d documents); skipped while pending %d\n",
-		k.Edits, k.Pushes, k.PushRows, k.Pulls, k.PulledDocs, k.StreamEvents, k.StreamDocs, k.Skipped)
+	fmt.Fprintf(&b, "schedule %s: online %s / offline %s on average, %.3f edits per device per second, overlap %.2f, reassign %.2f\n",
+		c.Duration, c.OnlineMean, c.OfflineMean, c.EditRate, c.Overlap, c.Reassign)
+	fmt.Fprintf(&b, "edits %d (%d reassignments); pushes %d (%d rows); pulls %d (%d documents); stream events %d (%d documents); skipped while pending %d\n",
+		k.Edits, k.Reassigned, k.Pushes, k.PushRows, k.Pulls, k.PulledDocs, k.StreamEvents, k.StreamDocs, k.Skipped)
 	fmt.Fprintf(&b, "conflicts %d, merges %d, removals %d; errors %d; reconnects %d", k.Conflicts, k.Merges, k.Removed, k.Errors, k.Reconnects)
 	if len(r.CloseCodes) > 0 {
 		codes := make([]string, 0, len(r.CloseCodes))
@@ -286,11 +297,11 @@ func (r FleetReport) String() string {
 	}
 	v := r.Convergence
 	verdict := "CONVERGED"
-	if v.Mismatched+v.SetMismatched+v.Unsynced > 0 {
+	if !v.Converged() {
 		verdict = "NOT CONVERGED"
 	}
-	fmt.Fprintf(&b, "convergence (%s): %s: %d of %d devices hold exactly their user's server view (%d users), %d differ, %d could not sync; %d users' views differ from their sets; %d devices matched after pulling again",
-		v.Duration.Round(time.Millisecond), verdict, v.Matched, v.Devices, v.Users, v.Mismatched, v.Unsynced, v.SetMismatched, v.Retries)
+	fmt.Fprintf(&b, "convergence (%s): %s: %d of %d devices hold exactly their user's server view (%d users), %d differ, %d could not sync; %d users' views differ from their sets, %d of %d tenants from the model; %d devices matched after pulling again",
+		v.Duration.Round(time.Millisecond), verdict, v.Matched, v.Devices, v.Users, v.Mismatched, v.Unsynced, v.SetMismatched, v.TenantsMismatched, v.Tenants, v.Retries)
 	for _, p := range v.Problems {
 		fmt.Fprintf(&b, "\n  %s", p)
 	}

@@ -16,7 +16,7 @@ func TestFleetWithFullOverlapMergesRefusesAndConverges(t *testing.T) {
 	var progress strings.Builder
 	rep, err := Fleet(t.Context(), c, token, FleetConfig{
 		Devices: 50, Tenants: 2, DevicesPerUser: 5, Roles: map[string]int{"technician": 4, "dispatcher": 1},
-		Shared: 2, Sites: 4, Overlap: 1, OverlapSet: true, Stream: 0.5, StreamSet: true,
+		Shared: 2, Sites: 4, Overlap: 1, OverlapSet: true, Reassign: 0.3, Stream: 0.5, StreamSet: true,
 		OnlineMean: 400 * time.Millisecond, OfflineMean: 300 * time.Millisecond, Ramp: 100 * time.Millisecond,
 		Duration: 3 * time.Second, EditRate: 3, PollEvery: 200 * time.Millisecond, PullLimit: 7, Workers: 16,
 		Progress: &progress, ProgressEvery: 500 * time.Millisecond,
@@ -26,13 +26,13 @@ func TestFleetWithFullOverlapMergesRefusesAndConverges(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := rep.Counts
-	if k.Conflicts == 0 || k.Merges == 0 {
-		t.Errorf("%d conflicts and %d merges; with every edit on a shared document, want both", k.Conflicts, k.Merges)
+	if k.Conflicts == 0 || k.Merges == 0 || k.Reassigned == 0 {
+		t.Errorf("%d conflicts, %d merges and %d reassignments; with every edit on a shared document, want all three", k.Conflicts, k.Merges, k.Reassigned)
 	}
 	if k.Pulls == 0 || k.Pushes == 0 || k.StreamEvents == 0 || rep.StreamingDevices == 0 || rep.StreamingDevices == 50 {
 		t.Errorf("some sync did not run: %+v, %d streaming devices", k, rep.StreamingDevices)
 	}
-	if v := rep.Convergence; v.Matched != 50 || v.Users != 10 || v.Mismatched+v.SetMismatched+v.Unsynced != 0 {
+	if v := rep.Convergence; v.Matched != 50 || v.Users != 10 || !v.Converged() {
 		t.Errorf("convergence %+v, want 50 devices of 10 users matched", v)
 	}
 	if !strings.Contains(progress.String(), "online ") || !strings.Contains(progress.String(), "conflicts ") {
@@ -64,7 +64,7 @@ func TestFleetConvergenceCheckCatchesATamperedStore(t *testing.T) {
 	}
 	r.runSchedule(ctx)
 	r.settle(ctx)
-	if v := r.checkConvergence(ctx); v.Matched != 8 || v.Mismatched+v.SetMismatched+v.Unsynced != 0 {
+	if v := r.checkConvergence(ctx); v.Matched != 8 || !v.Converged() {
 		t.Fatalf("the untampered fleet did not converge: %+v", v)
 	}
 
@@ -90,8 +90,38 @@ func TestFleetConvergenceCheckCatchesATamperedStore(t *testing.T) {
 	}
 
 	r.cfg.Shared = 3 // the model now expects a shared work order the server never had
-	if v := r.checkConvergence(ctx); v.SetMismatched != 4 || !strings.Contains(strings.Join(v.Problems, "\n"), "differs from the set the sync rules give it") {
-		t.Errorf("views that differ from the model's sets passed: %+v", v)
+	if v := r.checkConvergence(ctx); v.TenantsMismatched != 1 || !strings.Contains(strings.Join(v.Problems, "\n"), "differs from the documents the run created: WorkOrders: 4 missing") {
+		t.Errorf("a tenant that lacks documents of the model passed: %+v", v)
+	}
+	r.cfg.Shared = 2
+
+	// A technician's view against the rules applied to the tenant's view:
+	// equal, and not once one of its work orders is given to someone else.
+	whole, err := r.tenantView(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tech := 1 // devices 2 and 3
+	if cfg.roleOf(tech) != "technician" {
+		t.Fatalf("user %d is a %s", tech, cfg.roleOf(tech))
+	}
+	view, err := r.userView(ctx, tech)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := viewDiff(cfg.rulesSet(tech, whole), view); p != "" || len(view[colWorkOrders]) == 0 {
+		t.Fatalf("technician u1's view differs from its set: %s (%d work orders)", p, len(view[colWorkOrders]))
+	}
+	for id, doc := range whole[colWorkOrders] {
+		if !strings.Contains(doc, `"assigneeId":"u1"`) {
+			continue
+		}
+		whole[colWorkOrders][id] = strings.Replace(doc, `"assigneeId":"u1"`, `"assigneeId":"u3"`, 1)
+		p := viewDiff(cfg.rulesSet(tech, whole), view)
+		if !strings.Contains(p, "WorkOrders: 0 missing [], 1 extra ["+id+"]") {
+			t.Errorf("a work order the rules do not give u1 passed in its view: %q", p)
+		}
+		break
 	}
 }
 
@@ -132,12 +162,11 @@ func TestFleetModelSpreadsRolesAndSets(t *testing.T) {
 			t.Errorf("user %d: role %s, want %s", u, got, role)
 		}
 	}
-	tech := cfg.expectedSet(2) // devices 4 and 5
-	if len(tech[colWorkOrders]) != 3 || !tech[colWorkOrders]["wo-d4"] || !tech[colWorkOrders]["wo-u2-0"] || len(tech[colChecklistItems]) != 2 {
-		t.Errorf("technician u2's set: %v", tech)
+	ids := cfg.tenantIDs(0) // users 0, 2 and 4
+	if len(ids[colWorkOrders]) != 3*(1+2) || !ids[colWorkOrders]["wo-d4"] || !ids[colWorkOrders]["wo-u2-0"] || len(ids[colChecklistItems]) != 3*2 || len(ids[colSites]) != 3 {
+		t.Errorf("tenant 0's documents: %v", ids)
 	}
-	disp := cfg.expectedSet(0) // tenant 0: users 0, 2, 4
-	if len(disp[colWorkOrders]) != 3*3 || len(disp[colChecklistItems]) != 3*2 || len(disp[colSites]) != 3 {
-		t.Errorf("dispatcher u0's set: %v", disp)
+	if techs := cfg.techniciansOf(0); len(techs) != 2 || techs[0] != 2 || techs[1] != 4 {
+		t.Errorf("tenant 0's technicians: %v, want u2 and u4", techs)
 	}
 }

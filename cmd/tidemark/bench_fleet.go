@@ -38,6 +38,7 @@ func benchFleet(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.DurationVar(&cfg.Duration, "duration", 60*time.Second, "how long the schedule runs before every device syncs and the stores are checked")
 	fs.Float64Var(&cfg.EditRate, "edit-rate", 0.05, "edits per device per second, online and offline")
 	fs.Float64Var(&cfg.Overlap, "overlap", 0.3, "probability that an edit hits a document other devices edit too (conflicts and merges)")
+	fs.Float64Var(&cfg.Reassign, "reassign", 0.2, "probability that a dispatcher's edit of a shared work order reassigns it to another technician (sets change; removals)")
 	fs.Float64Var(&cfg.Stream, "stream", 0.5, "fraction of devices that hold a live stream (one websocket) while online; the others poll")
 	fs.DurationVar(&cfg.PollEvery, "poll-every", 10*time.Second, "how often an online device without a stream pulls")
 	fs.IntVar(&cfg.PullLimit, "pull-limit", 200, "documents per pull page")
@@ -51,7 +52,7 @@ func benchFleet(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg.OverlapSet, cfg.StreamSet = true, true
+	cfg.OverlapSet, cfg.StreamSet, cfg.ReassignSet = true, true, true
 	mix, err := parseRoles(*roles)
 	if err != nil {
 		return fmt.Errorf("bench fleet: --roles: %w", err)
