@@ -57,10 +57,16 @@ func main() {
 }
 
 // newHandler is gqlgen's default server (what handler.NewDefaultServer
-// sets up, written out as gqlgen's docs now advise) on /graphql.
+// sets up, written out as gqlgen's docs now advise) on /graphql. The one
+// addition is an InitFunc that notes when the connection began (see hub).
 func newHandler(h *hub) http.Handler {
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: &resolver{hub: h}}))
-	srv.AddTransport(transport.Websocket{KeepAlivePingInterval: 10 * time.Second})
+	srv.AddTransport(transport.Websocket{
+		KeepAlivePingInterval: 10 * time.Second,
+		InitFunc: func(ctx context.Context, p transport.InitPayload) (context.Context, *transport.InitPayload, error) {
+			return context.WithValue(ctx, connectedAtKey{}, time.Now()), nil, nil
+		},
+	})
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
@@ -73,23 +79,46 @@ func newHandler(h *hub) http.Handler {
 	return mux
 }
 
+type connectedAtKey struct{}
+
 // subscriberBuffer is how many events wait for a slow subscriber before
 // further ones are dropped for it (the load generator counts them lost):
 // the broadcast never blocks the publisher.
 const subscriberBuffer = 64
 
-// hub broadcasts each published bulk to every open subscription.
+// recentEvents is how many past events the hub keeps to replay.
+const recentEvents = 256
+
+// hub broadcasts each published bulk to every open subscription. As
+// Tidemark's stream does, a subscription starts where its connection
+// began: events published between connection_init and the subscribe
+// message (which has no acknowledgement) are replayed to it, so a client
+// that pushes once it is connected sees its push.
 type hub struct {
 	mu     sync.RWMutex
 	subs   map[chan *graph.WorkOrderPullBulk]struct{}
+	recent []event // the last recentEvents events, oldest first
 	cursor int64
+}
+
+type event struct {
+	at   time.Time
+	bulk *graph.WorkOrderPullBulk
 }
 
 func newHub() *hub { return &hub{subs: map[chan *graph.WorkOrderPullBulk]struct{}{}} }
 
 func (h *hub) subscribe(ctx context.Context) <-chan *graph.WorkOrderPullBulk {
 	ch := make(chan *graph.WorkOrderPullBulk, subscriberBuffer)
+	since, _ := ctx.Value(connectedAtKey{}).(time.Time)
 	h.mu.Lock()
+	if !since.IsZero() {
+		for _, e := range h.recent {
+			if !e.at.Before(since) && len(ch) < cap(ch) {
+				ch <- e.bulk
+			}
+		}
+	}
 	h.subs[ch] = struct{}{}
 	h.mu.Unlock()
 	go func() {
@@ -102,10 +131,14 @@ func (h *hub) subscribe(ctx context.Context) <-chan *graph.WorkOrderPullBulk {
 	return ch
 }
 
-func (h *hub) publish(docs []*graph.WorkOrder) {
+func (h *hub) publish(docs []*graph.WorkOrder, at time.Time) {
 	h.mu.Lock()
 	h.cursor++
 	b := &graph.WorkOrderPullBulk{Documents: docs, Checkpoint: &graph.Checkpoint{Cursor: strconv.FormatInt(h.cursor, 10)}}
+	if len(h.recent) == recentEvents {
+		h.recent = append(h.recent[:0], h.recent[1:]...)
+	}
+	h.recent = append(h.recent, event{at: at, bulk: b})
 	for ch := range h.subs {
 		select {
 		case ch <- b:
@@ -138,7 +171,7 @@ func (r *resolver) PushWorkOrders(ctx context.Context, rows []*graph.WorkOrderPu
 		docs[i] = &graph.WorkOrder{ID: n.ID, SiteID: n.SiteID, Title: n.Title, Description: n.Description, Status: n.Status,
 			Priority: n.Priority, AssigneeID: n.AssigneeID, DueAt: n.DueAt, UpdatedAt: now, Deleted: n.Deleted}
 	}
-	r.hub.publish(docs)
+	r.hub.publish(docs, now)
 	return []*graph.WorkOrder{}, nil
 }
 

@@ -14,14 +14,25 @@ import (
 )
 
 // TestBaselineStreamsAPushToASubscriber opens one graphql-transport-ws
-// subscription over a real socket, pushes one work order over HTTP and
-// expects exactly that document, stamped, in the subscription's payload.
+// subscription over a real socket and expects in its first message exactly
+// the work order pushed over HTTP after the connection began (and before
+// the subscribe message, which has no acknowledgement), stamped; not the
+// one pushed before the connection.
 func TestBaselineStreamsAPushToASubscriber(t *testing.T) {
-	h := newHub()
-	srv := httptest.NewServer(newHandler(h))
+	srv := httptest.NewServer(newHandler(newHub()))
 	t.Cleanup(srv.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
+	c := &loadtest.Client{URL: srv.URL + "/graphql", Token: "ignored", HTTP: http.DefaultClient}
+	push := func(id string) {
+		t.Helper()
+		q := `mutation($rows: [WorkOrderPushRow!]!) { pushWorkOrders(rows: $rows) { id } }`
+		rows := []map[string]any{{"newDocumentState": map[string]any{"id": id, "siteId": "s", "title": "Replace the filter", "status": "OPEN", "priority": 1, "deleted": false}}}
+		if err := c.Do(ctx, q, map[string]any{"rows": rows}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	push("wo-before")
 
 	d := websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}}
 	conn, _, err := d.DialContext(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/graphql", nil)
@@ -37,24 +48,10 @@ func TestBaselineStreamsAPushToASubscriber(t *testing.T) {
 	if err := conn.ReadJSON(&ack); err != nil || ack.Type != "connection_ack" {
 		t.Fatalf("connection_init answered %q, %v", ack.Type, err)
 	}
+	before := time.Now()
+	push("wo-after")
 	sub := `subscription { streamWorkOrders { documents { id title updatedAt } checkpoint { cursor } } }`
 	if err := conn.WriteJSON(map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{"query": sub}}); err != nil {
-		t.Fatal(err)
-	}
-	// A subscribe message has no acknowledgement: wait until the hub holds it.
-	for h.count() != 1 {
-		select {
-		case <-ctx.Done():
-			t.Fatal("the subscription never reached the hub")
-		case <-time.After(time.Millisecond):
-		}
-	}
-
-	c := &loadtest.Client{URL: srv.URL + "/graphql", Token: "ignored", HTTP: http.DefaultClient}
-	push := `mutation($rows: [WorkOrderPushRow!]!) { pushWorkOrders(rows: $rows) { id } }`
-	rows := []map[string]any{{"newDocumentState": map[string]any{"id": "wo-1", "siteId": "s", "title": "Replace the filter", "status": "OPEN", "priority": 1, "deleted": false}}}
-	before := time.Now()
-	if err := c.Do(ctx, push, map[string]any{"rows": rows}, nil); err != nil {
 		t.Fatal(err)
 	}
 
@@ -81,11 +78,11 @@ func TestBaselineStreamsAPushToASubscriber(t *testing.T) {
 	if msg.Type != "next" || msg.ID != "1" || len(msg.Payload.Errors) > 0 || len(docs) != 1 {
 		t.Fatalf("got %+v, want one next message with one document", msg)
 	}
-	if docs[0].ID != "wo-1" || docs[0].Title != "Replace the filter" || docs[0].UpdatedAt.Before(before.Truncate(time.Second)) {
-		t.Errorf("got document %+v", docs[0])
+	if docs[0].ID != "wo-after" || docs[0].Title != "Replace the filter" || docs[0].UpdatedAt.Before(before) {
+		t.Errorf("got document %+v, want wo-after stamped after %s", docs[0], before)
 	}
-	if msg.Payload.Data.StreamWorkOrders.Checkpoint.Cursor != "1" {
-		t.Errorf("checkpoint %q, want 1", msg.Payload.Data.StreamWorkOrders.Checkpoint.Cursor)
+	if msg.Payload.Data.StreamWorkOrders.Checkpoint.Cursor != "2" {
+		t.Errorf("checkpoint %q, want 2", msg.Payload.Data.StreamWorkOrders.Checkpoint.Cursor)
 	}
 }
 
