@@ -100,6 +100,10 @@ type Loaders struct {
 	pages       map[*collections.Collection]*dataloadgen.Loader[GroupPageKey, []collections.Document]
 	counts      map[*collections.Collection]*dataloadgen.Loader[GroupPageKey, int64]
 
+	// kept holds what the resolvers derived from this response's loads
+	// (see Keep).
+	kept sync.Map
+
 	mu      sync.Mutex
 	queries map[string]readapi.ListQuery // GroupPage queries by their key text
 	childMu sync.Mutex                   // guards children, which grows on demand
@@ -241,15 +245,17 @@ func GroupChildren(docs []collections.Document, field string, parents int) map[s
 // to fill. A resolver that has just read a page calls it before gqlgen
 // resolves the page's items. On an error nothing is primed: each field
 // then loads (and reports) on its own.
-func (l *Loaders) PrimeChildren(ctx context.Context, c *collections.Collection, field, orderBy string, parentIDs []string) error {
+// It returns the lists it read (parents without children absent), which
+// are shared with the loads and must only be read.
+func (l *Loaders) PrimeChildren(ctx context.Context, c *collections.Collection, field, orderBy string, parentIDs []string) (map[string][]collections.Document, error) {
 	key := childKey{c, field, orderBy}
 	parentIDs = distinct(parentIDs)
 	if len(parentIDs) == 0 {
-		return nil
+		return nil, nil
 	}
 	out, err := l.readChildren(ctx, key, parentIDs)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	loader := l.childLoader(key)
 	for _, p := range parentIDs {
@@ -259,27 +265,37 @@ func (l *Loaders) PrimeChildren(ctx context.Context, c *collections.Collection, 
 		}
 		loader.Prime(p, docs)
 	}
-	return nil
+	return out, nil
 }
 
 // PrimeDocuments reads now, in one call, the documents of c with the given
 // ids and primes the response's by-id loads with those found (an absent id
-// is left to the field's own load, which reports it missing).
-func (l *Loaders) PrimeDocuments(ctx context.Context, c *collections.Collection, ids []string) error {
+// is left to the field's own load, which reports it missing). It returns
+// what it read, to be read only.
+func (l *Loaders) PrimeDocuments(ctx context.Context, c *collections.Collection, ids []string) (map[string]collections.Document, error) {
 	ids = distinct(ids)
 	if len(ids) == 0 {
-		return nil
+		return nil, nil
 	}
 	docs, err := l.getDocuments(ctx, c, ids)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	loader := l.byID[c]
 	for id, d := range docs {
 		loader.Prime(id, d)
 	}
-	return nil
+	return docs, nil
 }
+
+// Keep stores v under key for the rest of the response: what a resolver
+// derived from primed documents (its models of a page's nested
+// documents), built once where the page is read instead of once per field
+// in the goroutines gqlgen resolves fields in. key must be comparable.
+func (l *Loaders) Keep(key, v any) { l.kept.Store(key, v) }
+
+// Kept returns what Keep stored under key.
+func (l *Loaders) Kept(key any) (any, bool) { return l.kept.Load(key) }
 
 // distinct returns ids without repeats, in first-seen order.
 func distinct(ids []string) []string {

@@ -53,7 +53,7 @@ func TestPrimedChildrenAnswerWithoutARead(t *testing.T) {
 	seedChecklists(t, d, parents[:2], 3)
 	lists := &countingLists{DB: d}
 	l := dataloader.New(dataloader.Sources{Documents: d, Lists: lists}, "acme")
-	if err := l.PrimeChildren(context.Background(), collections.ChecklistItem, "workOrderId", "position", append(parents, "wo-1")); err != nil {
+	if _, err := l.PrimeChildren(context.Background(), collections.ChecklistItem, "workOrderId", "position", append(parents, "wo-1")); err != nil {
 		t.Fatal(err)
 	}
 	ids, errs := children(l, parents)
@@ -87,13 +87,13 @@ func TestChildrenFromTheCacheKeepTheBound(t *testing.T) {
 		// Each parent's list cached alone first: the bound holds on the
 		// total of cached lists too, not only on one read.
 		for _, p := range parents {
-			if err := dataloader.New(sources, "acme").PrimeChildren(context.Background(), collections.ChecklistItem, "workOrderId", "position", []string{p}); err != nil {
+			if _, err := dataloader.New(sources, "acme").PrimeChildren(context.Background(), collections.ChecklistItem, "workOrderId", "position", []string{p}); err != nil {
 				t.Fatal(err)
 			}
 		}
 		l := dataloader.New(sources, "acme")
 		dataloader.SetMaxChildren(l, bound)
-		primeErr := l.PrimeChildren(context.Background(), collections.ChecklistItem, "workOrderId", "position", parents)
+		_, primeErr := l.PrimeChildren(context.Background(), collections.ChecklistItem, "workOrderId", "position", parents)
 		_, errs := children(l, parents)
 		for i, err := range append(errs, primeErr) {
 			e, isApp := apperr.As(err)

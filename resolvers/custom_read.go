@@ -81,15 +81,15 @@ func prefetchWorkOrderFields(ctx context.Context, loaders *dataloader.Loaders, d
 	// reports the error where the client asked for the data.
 	var wg sync.WaitGroup
 	if sel["site"] {
-		wg.Go(func() { _ = loaders.PrimeDocuments(ctx, collections.Site, siteIDs) })
+		wg.Go(func() { keepParents[model.Site](ctx, loaders, collections.Site, siteIDs) })
 	}
 	if sel["checklist"] {
 		wg.Go(func() {
-			_ = loaders.PrimeChildren(ctx, collections.ChecklistItem, "workOrderId", "position", ids)
+			keepChildren[model.ChecklistItem](ctx, loaders, collections.ChecklistItem, "workOrderId", "position", ids)
 		})
 	}
 	if sel["notes"] {
-		wg.Go(func() { _ = loaders.PrimeChildren(ctx, collections.Note, "workOrderId", "updatedAt", ids) })
+		wg.Go(func() { keepChildren[model.Note](ctx, loaders, collections.Note, "workOrderId", "updatedAt", ids) })
 	}
 	wg.Wait()
 }

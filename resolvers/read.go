@@ -106,6 +106,45 @@ func connection[T, E any](ctx context.Context, r *Resolver, l readapi.List, edge
 	return edges, pageInfo(res), total, nil
 }
 
+// keptParent and keptChildren name the models a page's prefetch built
+// for its items' fields (dataloader.Loaders.Keep).
+type keptParent struct {
+	c  *collections.Collection
+	id string
+}
+
+type keptChildren struct {
+	c                     *collections.Collection
+	field, orderBy, owner string
+}
+
+// keepParents primes the response's by-id loads of ids and keeps their
+// models, so each item's field returns one already built (shared by the
+// items that refer to it; models are only read from then on).
+func keepParents[T any](ctx context.Context, loaders *dataloader.Loaders, c *collections.Collection, ids []string) {
+	docs, err := loaders.PrimeDocuments(ctx, c, ids)
+	if err != nil {
+		return
+	}
+	for id, d := range docs {
+		if !d.Deleted {
+			loaders.Keep(keptParent{c, id}, fromDocument[T](c, d))
+		}
+	}
+}
+
+// keepChildren primes the response's children loads of parentIDs and
+// keeps their models (see keepParents).
+func keepChildren[T any](ctx context.Context, loaders *dataloader.Loaders, c *collections.Collection, field, orderBy string, parentIDs []string) {
+	lists, err := loaders.PrimeChildren(ctx, c, field, orderBy, parentIDs)
+	if err != nil {
+		return
+	}
+	for _, p := range parentIDs {
+		loaders.Keep(keptChildren{c, field, orderBy, p}, fromDocuments[T](c, lists[p]))
+	}
+}
+
 // parent loads the document a field refers to, or nil when it is missing
 // or deleted (an offline client may sync a child before its parent).
 func parent[T any](ctx context.Context, r *Resolver, c *collections.Collection, parentID string) (*T, error) {
@@ -113,7 +152,13 @@ func parent[T any](ctx context.Context, r *Resolver, c *collections.Collection, 
 	if err != nil {
 		return nil, err
 	}
-	doc, ok, err := loadersFor(ctx, r, id.TenantID).Document(ctx, c, parentID)
+	loaders := loadersFor(ctx, r, id.TenantID)
+	if kept, ok := loaders.Kept(keptParent{c, parentID}); ok {
+		if m, ok := kept.(*T); ok {
+			return m, nil
+		}
+	}
+	doc, ok, err := loaders.Document(ctx, c, parentID)
 	if err != nil || !ok {
 		return nil, err
 	}
@@ -126,7 +171,13 @@ func children[T any](ctx context.Context, r *Resolver, c *collections.Collection
 	if err != nil {
 		return nil, err
 	}
-	docs, err := loadersFor(ctx, r, id.TenantID).Children(ctx, c, field, orderBy, parentID)
+	loaders := loadersFor(ctx, r, id.TenantID)
+	if kept, ok := loaders.Kept(keptChildren{c, field, orderBy, parentID}); ok {
+		if models, ok := kept.([]*T); ok {
+			return models, nil
+		}
+	}
+	docs, err := loaders.Children(ctx, c, field, orderBy, parentID)
 	if err != nil {
 		return nil, err
 	}
