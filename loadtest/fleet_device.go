@@ -366,6 +366,9 @@ func (d *device) apply(col int, raw json.RawMessage) (time.Time, bool) {
 		return doc.updatedAt, true
 	}
 	if doc.deleted {
+		if _, held := d.store[col][doc.id]; held {
+			d.r.stats.removalsIn.Add(1)
+		}
 		delete(d.store[col], doc.id)
 	} else {
 		d.store[col][doc.id] = &docEntry{master: doc.canonical, local: doc.canonical}

@@ -126,7 +126,7 @@ type fleetStats struct {
 	edits, pushes, pushRows, pulls, pulledDocs    atomic.Int64
 	streamEvents, streamDocs, skipped             atomic.Int64
 	conflicts, merges, removed, errors, reconnect atomic.Int64
-	reassigned                                    atomic.Int64
+	reassigned, removalsIn                        atomic.Int64
 
 	total, window map[string]*histogram
 
@@ -200,6 +200,7 @@ type FleetCounts struct {
 	Conflicts    int64 // pushed rows the server refused, returning its document
 	Merges       int64 // pushed rows the server merged with other edits
 	Removed      int64 // pushed rows outside the caller's set, returned as removals
+	Dropped      int64 // documents a device held and dropped when a pull or stream brought their removal (or delete)
 	Errors       int64
 	Reconnects   int64 // streams opened again after a drop, or syncs retried after a failure
 }
@@ -207,7 +208,7 @@ type FleetCounts struct {
 func (s *fleetStats) counts() FleetCounts {
 	return FleetCounts{Edits: s.edits.Load(), Reassigned: s.reassigned.Load(), Pushes: s.pushes.Load(), PushRows: s.pushRows.Load(), Pulls: s.pulls.Load(),
 		PulledDocs: s.pulledDocs.Load(), StreamEvents: s.streamEvents.Load(), StreamDocs: s.streamDocs.Load(),
-		Skipped: s.skipped.Load(), Conflicts: s.conflicts.Load(), Merges: s.merges.Load(), Removed: s.removed.Load(),
+		Skipped: s.skipped.Load(), Conflicts: s.conflicts.Load(), Merges: s.merges.Load(), Removed: s.removed.Load(), Dropped: s.removalsIn.Load(),
 		Errors: s.errors.Load(), Reconnects: s.reconnect.Load()}
 }
 
@@ -278,7 +279,8 @@ func (r FleetReport) String() string {
 		c.Duration, c.OnlineMean, c.OfflineMean, c.EditRate, c.Overlap, c.Reassign)
 	fmt.Fprintf(&b, "edits %d (%d reassignments); pushes %d (%d rows); pulls %d (%d documents); stream events %d (%d documents); skipped while pending %d\n",
 		k.Edits, k.Reassigned, k.Pushes, k.PushRows, k.Pulls, k.PulledDocs, k.StreamEvents, k.StreamDocs, k.Skipped)
-	fmt.Fprintf(&b, "conflicts %d, merges %d, removals %d; errors %d; reconnects %d", k.Conflicts, k.Merges, k.Removed, k.Errors, k.Reconnects)
+	fmt.Fprintf(&b, "conflicts %d, merges %d, pushes returned as removals %d; documents dropped on a removal %d; errors %d; reconnects %d",
+		k.Conflicts, k.Merges, k.Removed, k.Dropped, k.Errors, k.Reconnects)
 	if len(r.CloseCodes) > 0 {
 		codes := make([]string, 0, len(r.CloseCodes))
 		for code, n := range r.CloseCodes {

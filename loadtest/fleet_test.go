@@ -26,8 +26,9 @@ func TestFleetWithFullOverlapMergesRefusesAndConverges(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := rep.Counts
-	if k.Conflicts == 0 || k.Merges == 0 || k.Reassigned == 0 {
-		t.Errorf("%d conflicts, %d merges and %d reassignments; with every edit on a shared document, want all three", k.Conflicts, k.Merges, k.Reassigned)
+	if k.Conflicts == 0 || k.Merges == 0 || k.Reassigned == 0 || k.Dropped == 0 {
+		t.Errorf("%d conflicts, %d merges, %d reassignments, %d documents dropped on removals; with every edit on a shared document, want all four",
+			k.Conflicts, k.Merges, k.Reassigned, k.Dropped)
 	}
 	if k.Pulls == 0 || k.Pushes == 0 || k.StreamEvents == 0 || rep.StreamingDevices == 0 || rep.StreamingDevices == 50 {
 		t.Errorf("some sync did not run: %+v, %d streaming devices", k, rep.StreamingDevices)
