@@ -250,9 +250,9 @@ func wsConnFrom(ctx context.Context) *wsConn {
 	return h
 }
 
-func websocketTransport(cfg Config) wsgorilla.Transport {
+func websocketTransport(cfg Config) *wsgorilla.Transport {
 	limits := cfg.WebsocketLimits.withDefaults()
-	return wsgorilla.Transport{
+	return &wsgorilla.Transport{
 		Implementation: wsgorilla.Implementation{
 			CheckOrigin:      wsgorilla.OriginAllowList(cfg.AllowedOrigins),
 			WriteTimeout:     cfg.WebsocketWriteTimeout,

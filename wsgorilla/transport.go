@@ -41,7 +41,10 @@ import (
 //     gets the same payload bytes in its own envelope (Event.Encoded).
 //
 // Queries, mutations and other subscriptions run through gqlgen's executor
-// as they do in transport.Websocket.
+// as they do in transport.Websocket. Unlike there, an operation's
+// OperationContext.Headers is nil: nothing here reads the upgrade request's
+// headers after the upgrade, and keeping them would cost every idle
+// connection a kilobyte or more.
 type Transport struct {
 	// Implementation holds the upgrade settings and the protocol limits
 	// (init timeout, subscriptions per connection, idle timeout, lifetime).
@@ -81,6 +84,11 @@ type Transport struct {
 // DefaultMaxQueuedEvents is the default of Transport.MaxQueuedEvents.
 const DefaultMaxQueuedEvents = 256
 
+// DefaultTransportReadBufferSize is a Transport's default ReadBufferSize:
+// half of Implementation's, since every idle connection keeps its read
+// buffer; a message larger than it is read in pieces.
+const DefaultTransportReadBufferSize = 512
+
 // defaultReadLimit is gqlgen's default PayloadReadLimit.
 const defaultReadLimit = 1 << 20
 
@@ -91,10 +99,10 @@ type Closer interface {
 	Close(code int, reason string)
 }
 
-var _ graphql.Transport = Transport{}
+var _ graphql.Transport = (*Transport)(nil)
 
 // Supports claims upgrade requests, as gqlgen's transport does.
-func (t Transport) Supports(r *http.Request) bool { return r.Header.Get("Upgrade") != "" }
+func (t *Transport) Supports(r *http.Request) bool { return r.Header.Get("Upgrade") != "" }
 
 // hijacker hands gorilla the socket wrapped in a batchConn.
 type hijacker struct {
@@ -113,10 +121,10 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 // Do upgrades the request and returns: the connection lives on in its
 // reader goroutine.
-func (t Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
 	upgrader := websocket.Upgrader{
 		HandshakeTimeout:  durationOr(t.HandshakeTimeout, DefaultHandshakeTimeout),
-		ReadBufferSize:    sizeOr(t.ReadBufferSize, DefaultReadBufferSize),
+		ReadBufferSize:    sizeOr(t.ReadBufferSize, DefaultTransportReadBufferSize),
 		WriteBufferSize:   sizeOr(t.WriteBufferSize, DefaultWriteBufferSize),
 		WriteBufferPool:   t.WriteBufferPool,
 		Subprotocols:      []string{graphqlTransportWS, graphqlWS},
@@ -155,12 +163,11 @@ func (t Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Graph
 	// keeps its values (logger, request id, the upgrade's identity).
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	s := &session{
-		t:            &t,
+		t:            t,
 		ws:           ws,
 		bc:           h.bc,
 		exec:         exec,
 		legacy:       ws.Subprotocol() != graphqlTransportWS,
-		headers:      r.Header,
 		writeTimeout: durationOr(t.WriteTimeout, DefaultWriteTimeout),
 		ctx:          ctx,
 		base:         ctx,
@@ -185,7 +192,6 @@ type session struct {
 	bc           *batchConn
 	exec         graphql.GraphExecutor
 	legacy       bool // graphql-ws rather than graphql-transport-ws
-	headers      http.Header
 	writeTimeout time.Duration
 	guard        *guard
 	ended        func()
@@ -257,7 +263,9 @@ func (s *session) read() {
 				s.closeWith(transport.WebsocketCloseProtocolError, "decoding error")
 				return
 			case m.Type == "connection_init":
-				if !s.init(m.Payload) {
+				ok := false
+				s.aside(func() { ok = s.init(m.Payload) })
+				if !ok {
 					return
 				}
 				initialised = true
@@ -276,7 +284,7 @@ func (s *session) read() {
 			s.closeWith(transport.WebsocketCloseNormalClosure, "terminated")
 			return
 		case m.Type == "subscribe" || m.Type == "start":
-			s.subscribe(m)
+			s.aside(func() { s.subscribe(m) })
 		case m.Type == "complete" || m.Type == "stop":
 			s.stop(m.ID)
 		case m.Type == "connection_terminate":
@@ -295,6 +303,20 @@ func (s *session) read() {
 			return
 		}
 	}
+}
+
+// aside runs f on a goroutine of its own and waits for it. Authenticating,
+// reading heads from the database and running gqlgen's operation
+// middleware take deep stacks; on the reader, each idle connection would
+// keep that stack for its life (stacks shrink only by half per GC), where
+// the reader alone needs a few KiB.
+func (s *session) aside(f func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	<-done
 }
 
 // clientMessage is a message of either subprotocol as a client sends it.
@@ -446,7 +468,6 @@ func (s *session) subscribe(m clientMessage) {
 		return
 	}
 	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
-	params.Headers = s.headers
 
 	rc, errs := s.exec.CreateOperationContext(ctx, params)
 	if errs != nil {
