@@ -2,6 +2,7 @@ package loadtest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -306,8 +307,9 @@ func (cfg FleetConfig) techniciansOf(t int) []int {
 // rulesSet applies the default sync rules to the tenant's whole view: what
 // user u's set must hold. A technician gets the work orders assigned to it,
 // their checklist items and notes, and the sites they are on; the other
-// roles get the whole tenant.
-func (cfg FleetConfig) rulesSet(u int, whole serverView) serverView {
+// roles get the whole tenant. refs caches the documents' references across
+// the users of a tenant (nil: no cache).
+func (cfg FleetConfig) rulesSet(u int, whole serverView, refs *refCache) serverView {
 	if fleetRoles[cfg.roleOf(u)] {
 		return whole
 	}
@@ -315,29 +317,51 @@ func (cfg FleetConfig) rulesSet(u int, whole serverView) serverView {
 	for c := range set {
 		set[c] = map[string]string{}
 	}
-	field := func(doc, name string) string {
-		var m map[string]any
-		_ = decodeDoc(doc, &m)
-		v, _ := m[name].(string)
-		return v
-	}
 	for id, doc := range whole[colWorkOrders] {
-		if field(doc, "assigneeId") == fleetUserID(u) {
+		if r := refs.of(doc); r.assigneeID == fleetUserID(u) {
 			set[colWorkOrders][id] = doc
-			site := field(doc, "siteId")
-			if s, ok := whole[colSites][site]; ok {
-				set[colSites][site] = s
+			if s, ok := whole[colSites][r.siteID]; ok {
+				set[colSites][r.siteID] = s
 			}
 		}
 	}
 	for _, c := range []int{colChecklistItems, colNotes} {
 		for id, doc := range whole[c] {
-			if _, ok := set[colWorkOrders][field(doc, "workOrderId")]; ok {
+			if _, ok := set[colWorkOrders][refs.of(doc).workOrderID]; ok {
 				set[c][id] = doc
 			}
 		}
 	}
 	return set
+}
+
+// docRefs are the fields of a document the sync rules follow.
+type docRefs struct{ assigneeID, siteID, workOrderID string }
+
+// refCache remembers each document's references by its canonical JSON:
+// the technicians of a tenant read the same documents.
+type refCache struct{ m sync.Map }
+
+func (c *refCache) of(doc string) docRefs {
+	if c != nil {
+		if r, ok := c.m.Load(doc); ok {
+			return r.(docRefs)
+		}
+	}
+	var m struct {
+		AssigneeID  *string `json:"assigneeId"`
+		SiteID      string  `json:"siteId"`
+		WorkOrderID string  `json:"workOrderId"`
+	}
+	_ = json.Unmarshal([]byte(doc), &m)
+	r := docRefs{siteID: m.SiteID, workOrderID: m.WorkOrderID}
+	if m.AssigneeID != nil {
+		r.assigneeID = *m.AssigneeID
+	}
+	if c != nil {
+		c.m.Store(doc, r)
+	}
+	return r
 }
 
 // Fleet runs cfg.Devices simulated devices against a server for

@@ -171,6 +171,7 @@ func (r *fleetRun) checkConvergence(ctx context.Context) ConvergenceReport {
 	workers := min(cfg.Workers, 32)
 
 	wholes := map[int]serverView{}
+	refs := &refCache{}
 	_ = runPool(ctx, workers, len(tenants), func(i int) error {
 		t := tenants[i]
 		for {
@@ -214,7 +215,7 @@ func (r *fleetRun) checkConvergence(ctx context.Context) ConvergenceReport {
 				mu.Unlock()
 				return nil
 			}
-			setProblem := viewDiff(cfg.rulesSet(u, whole), view)
+			setProblem := viewDiff(cfg.rulesSet(u, whole, refs), view)
 			var differ []string
 			var unsynced int
 			for _, d := range devs {

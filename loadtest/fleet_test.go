@@ -110,7 +110,7 @@ func TestFleetConvergenceCheckCatchesATamperedStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := viewDiff(cfg.rulesSet(tech, whole), view); p != "" || len(view[colWorkOrders]) == 0 {
+	if p := viewDiff(cfg.rulesSet(tech, whole, nil), view); p != "" || len(view[colWorkOrders]) == 0 {
 		t.Fatalf("technician u1's view differs from its set: %s (%d work orders)", p, len(view[colWorkOrders]))
 	}
 	for id, doc := range whole[colWorkOrders] {
@@ -118,7 +118,7 @@ func TestFleetConvergenceCheckCatchesATamperedStore(t *testing.T) {
 			continue
 		}
 		whole[colWorkOrders][id] = strings.Replace(doc, `"assigneeId":"u1"`, `"assigneeId":"u3"`, 1)
-		p := viewDiff(cfg.rulesSet(tech, whole), view)
+		p := viewDiff(cfg.rulesSet(tech, whole, nil), view)
 		if !strings.Contains(p, "WorkOrders: 0 missing [], 1 extra ["+id+"]") {
 			t.Errorf("a work order the rules do not give u1 passed in its view: %q", p)
 		}
