@@ -11,7 +11,8 @@
 # Settings (environment): FLEET_DEVICES (10000, in all), FLEET_PROCESSES (1;
 # the devices are split evenly, a multiple of 2 each), FLEET_TENANTS (100),
 # FLEET_DURATION (120s), FLEET_RAMP (60s), FLEET_ARGS (more `bench fleet`
-# flags, e.g. "--edit-rate 0.05 --overlap 0.5"), FLEET_PORT (18590),
+# flags; default "--online-mean 60s --offline-mean 30s --edit-rate 0.02
+# --poll-every 30s", the pace of docs/benchmarks.md's 10k run), FLEET_PORT (18590),
 # FLEET_DIR (a new temporary folder; removed at the end unless set). The
 # server's log is $FLEET_DIR/server.log.
 set -euo pipefail
@@ -68,7 +69,7 @@ for ((i = 0; i < processes; i++)); do
   "$dir/tidemark" bench fleet --url "http://127.0.0.1:$port/graphql" --data-dir "$dir/data" \
     --devices "$per" --processes "$processes" --process-index "$i" --run-id "$run_id" \
     --tenants "${FLEET_TENANTS:-100}" --duration "${FLEET_DURATION:-120s}" --ramp "${FLEET_RAMP:-60s}" \
-    ${FLEET_ARGS:-} --json "$dir/fleet-$i.json" >"$dir/fleet-$i.txt" 2> >(if ((i == 0)); then cat >&2; else cat >/dev/null; fi) &
+    ${FLEET_ARGS:---online-mean 60s --offline-mean 30s --edit-rate 0.02 --poll-every 30s} --json "$dir/fleet-$i.json" >"$dir/fleet-$i.txt" 2> >(if ((i == 0)); then cat >&2; else cat >/dev/null; fi) &
   pids+=($!)
 done
 status=0
