@@ -210,89 +210,92 @@ bench_flags=(--url "http://127.0.0.1:$tm_port/graphql" --jwt-secret "$secret")
 
 # --- the pairs ---------------------------------------------------------------
 
-# first_is_peer ROUND: alternate which side goes first, so neither always
-# runs on the warmer cache.
-first_is_peer() { [ $(($1 % 2)) = 0 ]; }
+# each_round PEER FN: calls `FN SIDE ROUND` for tidemark and PEER in every
+# round, the side that goes first alternating, so that neither always runs
+# on the warmer cache. FN appends its figures to its caller's arrays.
+each_round() {
+  local peer=$1 fn=$2 r
+  for r in $(seq 1 "$rounds"); do
+    if [ $((r % 2)) = 0 ]; then "$fn" "$peer" "$r"; "$fn" tidemark "$r"; else "$fn" tidemark "$r"; "$fn" "$peer" "$r"; fi
+  done
+}
+
+url_of() { if [ "$1" = postgraphile ]; then echo "http://127.0.0.1:$pgl_port/graphql"; else echo "http://127.0.0.1:$tm_port/graphql"; fi; }
+
+read_once() {
+  local res
+  res=$("${tm[@]}" bench peer read --target "$1" --url "$(url_of "$1")" --jwt-secret "$secret" --tenant "$tenant" \
+    --clients "$read_clients" --duration "$read_duration" | tee -a /dev/stderr | grep '^result ')
+  rps[$1]+=" $(field rps "$res")" p50[$1]+=" $(field p50_ms "$res")" p95[$1]+=" $(field p95_ms "$res")" p99[$1]+=" $(field p99_ms "$res")"
+}
 
 run_reads() {
-  local tenant="peers-read-$(date +%s)" r a b
+  local tenant
+  tenant="peers-read-$(date +%s)"
   log "nested read: seeding $work_orders work orders into tenant $tenant"
   "${tm[@]}" bench peer seed "${bench_flags[@]}" --tenant "$tenant" --work-orders "$work_orders" >&2
   psql_do -c "VACUUM ANALYZE" # both read the same tables with fresh statistics
-  local t_rps=() t_p50=() t_p95=() t_p99=() p_rps=() p_p50=() p_p95=() p_p99=()
-  for r in $(seq 1 "$rounds"); do
-    for side in tidemark postgraphile; do
-      if first_is_peer "$r"; then side=$([ "$side" = tidemark ] && echo postgraphile || echo tidemark); fi
-      local url="http://127.0.0.1:$tm_port/graphql"
-      [ "$side" = postgraphile ] && url="http://127.0.0.1:$pgl_port/graphql"
-      local res
-      res=$("${tm[@]}" bench peer read --target "$side" --url "$url" --jwt-secret "$secret" --tenant "$tenant" \
-        --clients "$read_clients" --duration "$read_duration" | tee -a /dev/stderr | grep '^result ')
-      if [ "$side" = tidemark ]; then
-        t_rps+=("$(field rps "$res")") t_p50+=("$(field p50_ms "$res")") t_p95+=("$(field p95_ms "$res")") t_p99+=("$(field p99_ms "$res")")
-      else
-        p_rps+=("$(field rps "$res")") p_p50+=("$(field p50_ms "$res")") p_p95+=("$(field p95_ms "$res")") p_p99+=("$(field p99_ms "$res")")
-      fi
-    done
-  done
+  local -A rps=() p50=() p95=() p99=()
+  each_round postgraphile read_once
   local tr pr
-  tr=$(median "${t_rps[@]}") pr=$(median "${p_rps[@]}")
+  # shellcheck disable=SC2086 # each entry is a list of figures
+  tr=$(median ${rps[tidemark]}) pr=$(median ${rps[postgraphile]})
+  # shellcheck disable=SC2086
   add_row "nested read \`workOrders(first:100){title site{name} checklist{label done}}\`, $read_clients clients, $work_orders work orders" \
-    "$(round "$tr") req/s, p50 / p95 / p99 $(median "${t_p50[@]}") / $(median "${t_p95[@]}") / $(median "${t_p99[@]}") ms" \
-    "PostGraphile $pgl_version ($pgl_workers workers): $(round "$pr") req/s, p50 / p95 / p99 $(median "${p_p50[@]}") / $(median "${p_p95[@]}") / $(median "${p_p99[@]}") ms" \
+    "$(round "$tr") req/s, p50 / p95 / p99 $(median ${p50[tidemark]}) / $(median ${p95[tidemark]}) / $(median ${p99[tidemark]}) ms" \
+    "PostGraphile $pgl_version ($pgl_workers workers): $(round "$pr") req/s, p50 / p95 / p99 $(median ${p50[postgraphile]}) / $(median ${p95[postgraphile]}) / $(median ${p99[postgraphile]}) ms" \
     "$(ratio "$tr" "$pr")"
 }
 
+pull_once() {
+  local res
+  res=$("${tm[@]}" bench peer pull --target "$1" --url "$(url_of "$1")" --jwt-secret "$secret" --tenant "$tenant" \
+    --limit 1000 --expect "$pull_docs" | tee -a /dev/stderr | grep '^result ')
+  docs_per_s[$1]+=" $(field docs_per_s "$res")"
+}
+
 run_pull() {
-  local tenant="peers-pull-$(date +%s)" r
+  local tenant
+  tenant="peers-pull-$(date +%s)"
   log "paged read: pushing $pull_docs work orders into tenant $tenant"
   "${tm[@]}" bench sync "${bench_flags[@]}" --tenant "$tenant" --docs "$pull_docs" >&2
   psql_do -c "VACUUM ANALYZE"
-  local t=() p=()
-  for r in $(seq 1 "$rounds"); do
-    for side in tidemark postgraphile; do
-      if first_is_peer "$r"; then side=$([ "$side" = tidemark ] && echo postgraphile || echo tidemark); fi
-      local url="http://127.0.0.1:$tm_port/graphql"
-      [ "$side" = postgraphile ] && url="http://127.0.0.1:$pgl_port/graphql"
-      local res
-      res=$("${tm[@]}" bench peer pull --target "$side" --url "$url" --jwt-secret "$secret" --tenant "$tenant" \
-        --limit 1000 --expect "$pull_docs" | tee -a /dev/stderr | grep '^result ')
-      if [ "$side" = tidemark ]; then t+=("$(field docs_per_s "$res")"); else p+=("$(field docs_per_s "$res")"); fi
-    done
-  done
+  local -A docs_per_s=()
+  each_round postgraphile pull_once
   local tm_med pg_med
-  tm_med=$(median "${t[@]}") pg_med=$(median "${p[@]}")
+  # shellcheck disable=SC2086
+  tm_med=$(median ${docs_per_s[tidemark]}) pg_med=$(median ${docs_per_s[postgraphile]})
   add_row "paged read, pages of 1000, one client, $pull_docs work orders" "pull: $(round "$tm_med") docs/s" \
     "PostGraphile allWorkOrders by cursor: $(round "$pg_med") docs/s" "$(ratio "$tm_med" "$pg_med")"
 }
 
+push_once() {
+  if [ "$1" = tidemark ]; then
+    rows_per_s[$1]+=" $("${tm[@]}" bench sync "${bench_flags[@]}" --tenant "peers-push-$2-$(date +%s)" --docs "$push_docs" \
+      --push-batch 100 --push-clients 4 | tee -a /dev/stderr | sed -n 's/^push: .* = \([0-9.]*\) rows\/s.*/\1/p')"
+  else
+    local tps
+    tps=$("$pg_bin/pgbench" -n -c 4 -j 4 -T "$pgbench_seconds" -f loadtest/peers/pgbench/insert100.sql "$db_url" 2>&1 |
+      tee -a /dev/stderr | sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p')
+    rows_per_s[$1]+=" $(awk -v t="$tps" 'BEGIN { printf "%.1f", t*100 }')"
+  fi
+}
+
 run_push() {
   psql_do -f loadtest/peers/pgbench/setup.sql
+  local -A rows_per_s=()
   if [ "$push_warmup" = 1 ]; then
     # A fresh cluster first creates (zero-fills and syncs) its WAL segments,
     # which slows whichever side writes first: one run of each, not counted.
     log "push: one warm-up run of each side, not counted"
-    "${tm[@]}" bench sync "${bench_flags[@]}" --tenant "peers-push-warmup-$(date +%s)" --docs "$push_docs" >/dev/null
-    "$pg_bin/pgbench" -n -c 4 -j 4 -T "$pgbench_seconds" -f loadtest/peers/pgbench/insert100.sql "$db_url" >/dev/null 2>&1
+    push_once tidemark 0 >/dev/null 2>&1
+    push_once pgbench 0 >/dev/null 2>&1
+    rows_per_s=()
   fi
-  local t=() p=() r
-  for r in $(seq 1 "$rounds"); do
-    for side in tidemark pgbench; do
-      if first_is_peer "$r"; then side=$([ "$side" = tidemark ] && echo pgbench || echo tidemark); fi
-      local res
-      if [ "$side" = tidemark ]; then
-        res=$("${tm[@]}" bench sync "${bench_flags[@]}" --tenant "peers-push-$r-$(date +%s)" --docs "$push_docs" \
-          --push-batch 100 --push-clients 4 | tee -a /dev/stderr | sed -n 's/^push: .* = \([0-9.]*\) rows\/s.*/\1/p')
-        t+=("$res")
-      else
-        res=$("$pg_bin/pgbench" -n -c 4 -j 4 -T "$pgbench_seconds" -f loadtest/peers/pgbench/insert100.sql "$db_url" 2>&1 |
-          tee -a /dev/stderr | sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p')
-        p+=("$(awk -v t="$res" 'BEGIN { printf "%.1f", t*100 }')")
-      fi
-    done
-  done
+  each_round pgbench push_once
   local tm_med pg_med
-  tm_med=$(median "${t[@]}") pg_med=$(median "${p[@]}")
+  # shellcheck disable=SC2086
+  tm_med=$(median ${rows_per_s[tidemark]}) pg_med=$(median ${rows_per_s[pgbench]})
   add_row "push, 100-row batches, 4 clients, one tenant" "$(round "$tm_med") rows/s ($push_docs rows a run)" \
     "pgbench, 100-row INSERTs, 4 clients: $(round "$pg_med") rows/s (${pgbench_seconds}s a run)" \
     "$(awk -v a="$tm_med" -v b="$pg_med" 'BEGIN { printf "%.0f%%", 100*a/b }')"
@@ -320,26 +323,25 @@ stream_once() {
 
 sum() { printf '%s\n' "$@" | awk '{ t += $1 } END { print t + 0 }'; }
 
+stream_round() {
+  log "stream: $1, $subs subscribers at $rate/s, round $2"
+  local f
+  stream_once "$1" "$subs" "$rate"
+  read -r -a f <<<"$stream_result"
+  p50[$1]+=" ${f[0]}" p99[$1]+=" ${f[1]}" lost[$1]+=" ${f[2]}" kib[$1]+=" ${f[3]}"
+}
+
 run_stream() {
-  local c subs rate r
+  local c subs rate
   for c in $stream_cases; do
     subs=${c%%:*} rate=${c##*:}
-    local t50=() t99=() tl=() tk=() b50=() b99=() bl=() bk=()
-    for r in $(seq 1 "$rounds"); do
-      for side in tidemark baseline; do
-        if first_is_peer "$r"; then side=$([ "$side" = tidemark ] && echo baseline || echo tidemark); fi
-        log "stream: $side, $subs subscribers at $rate/s, round $r"
-        local f
-        stream_once "$side" "$subs" "$rate"
-        read -r -a f <<<"$stream_result"
-        if [ "$side" = tidemark ]; then t50+=("${f[0]}") t99+=("${f[1]}") tl+=("${f[2]}") tk+=("${f[3]}")
-        else b50+=("${f[0]}") b99+=("${f[1]}") bl+=("${f[2]}") bk+=("${f[3]}"); fi
-      done
-    done
+    local -A p50=() p99=() lost=() kib=()
+    each_round baseline stream_round
+    # shellcheck disable=SC2086
     add_row "stream, $subs subscribers of one tenant at $rate change(s)/s" \
-      "p50 / p99 $(median "${t50[@]}") / $(median "${t99[@]}") ms, $(sum "${tl[@]}") lost, $(median "${tk[@]}") KiB per connection" \
-      "plain gqlgen: p50 / p99 $(median "${b50[@]}") / $(median "${b99[@]}") ms, $(sum "${bl[@]}") lost, $(median "${bk[@]}") KiB per connection" \
-      "p99 $(ratio "$(median "${t99[@]}")" "$(median "${b99[@]}")") the baseline's"
+      "p50 / p99 $(median ${p50[tidemark]}) / $(median ${p99[tidemark]}) ms, $(sum ${lost[tidemark]}) lost, $(median ${kib[tidemark]}) KiB per connection" \
+      "plain gqlgen: p50 / p99 $(median ${p50[baseline]}) / $(median ${p99[baseline]}) ms, $(sum ${lost[baseline]}) lost, $(median ${kib[baseline]}) KiB per connection" \
+      "p99 $(ratio "$(median ${p99[tidemark]})" "$(median ${p99[baseline]})") the baseline's"
   done
 }
 
