@@ -285,6 +285,7 @@ func websocketTransport(cfg Config) *wsgorilla.Transport {
 		// proxies from closing idle connections.
 		KeepAlivePingInterval: cfg.WebsocketPing,
 		ReadLimit:             limits.MaxMessageBytes,
+		MaxQueuedEvents:       limits.MaxQueuedEvents,
 		StreamKey:             streamKeyFunc,
 		ErrorFunc: func(ctx context.Context, err error) {
 			if errors.Is(err, transport.ErrWebsocketClosed) {

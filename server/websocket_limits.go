@@ -60,6 +60,11 @@ type WebsocketLimits struct {
 	// MaxLifetime closes every connection after this long, less up to a
 	// fifth at random (default 1h; closed with 1001, and clients reconnect).
 	MaxLifetime time.Duration
+	// MaxQueuedEvents bounds the stream events waiting to be written to one
+	// connection (default 256). A connection that falls further behind is
+	// closed with 1013 and its client resyncs from its checkpoint: nothing
+	// is dropped silently, and a slow connection never holds back others.
+	MaxQueuedEvents int
 }
 
 // Defaults of WebsocketLimits.
@@ -75,6 +80,7 @@ const (
 	DefaultWebsocketAuthTimeout              = 10 * time.Second
 	DefaultWebsocketIdleTimeout              = 5 * time.Minute
 	DefaultWebsocketMaxLifetime              = time.Hour
+	DefaultWebsocketMaxQueuedEvents          = wsgorilla.DefaultMaxQueuedEvents
 )
 
 func (l WebsocketLimits) withDefaults() WebsocketLimits {
@@ -92,6 +98,7 @@ func (l WebsocketLimits) withDefaults() WebsocketLimits {
 	orInt(&l.MaxConnectionsPerAddress, DefaultWebsocketMaxConnectionsPerAddress)
 	orInt(&l.MaxConnectionsPerSubject, DefaultWebsocketMaxConnectionsPerSubject)
 	orInt(&l.MaxSubscriptions, DefaultWebsocketMaxSubscriptions)
+	orInt(&l.MaxQueuedEvents, DefaultWebsocketMaxQueuedEvents)
 	if l.AcceptRate == 0 {
 		l.AcceptRate = DefaultWebsocketAcceptRate
 	}

@@ -65,7 +65,7 @@ type Transport struct {
 	// and not yet written (0: DefaultMaxQueuedEvents). An event beyond it is
 	// refused to the hub, which drops the subscriber and closes the
 	// connection through its Disconnector: the client resyncs from its
-	// checkpoint rather than miss anything.
+	// checkpoint rather than miss anything. Negative: no bound.
 	MaxQueuedEvents int
 
 	// OnUpgrade, if set, sees every accepted connection with its upgrade
@@ -612,11 +612,11 @@ func (sub *subscription) deliver(ev *livesync.Event) bool {
 		return true // going: nothing more to write
 	}
 	limit := s.t.MaxQueuedEvents
-	if limit <= 0 {
+	if limit == 0 {
 		limit = DefaultMaxQueuedEvents
 	}
 	s.mu.Lock()
-	if s.events >= limit {
+	if limit > 0 && s.events >= limit {
 		s.mu.Unlock()
 		return false
 	}

@@ -24,6 +24,7 @@ func bindWebsocketLimits(fs *flag.FlagSet, l *server.WebsocketLimits, errs *envE
 	fs.DurationVar(&l.AuthTimeout, "ws-auth-timeout", errs.duration("TIDEMARK_WS_AUTH_TIMEOUT", server.DefaultWebsocketAuthTimeout), "time a websocket without a token in connection_init has to authenticate a subscription; then 4401 (TIDEMARK_WS_AUTH_TIMEOUT)")
 	fs.DurationVar(&l.IdleTimeout, "ws-idle-timeout", errs.duration("TIDEMARK_WS_IDLE_TIMEOUT", server.DefaultWebsocketIdleTimeout), "a websocket with no subscription and no message for this long is closed with 1000 (TIDEMARK_WS_IDLE_TIMEOUT)")
 	fs.DurationVar(&l.MaxLifetime, "ws-max-lifetime", errs.duration("TIDEMARK_WS_MAX_LIFETIME", server.DefaultWebsocketMaxLifetime), "websockets are closed with 1001 after this, less up to a fifth at random, and clients reconnect (TIDEMARK_WS_MAX_LIFETIME)")
+	fs.IntVar(&l.MaxQueuedEvents, "ws-max-queued-events", errs.int("TIDEMARK_WS_MAX_QUEUED_EVENTS", server.DefaultWebsocketMaxQueuedEvents), "stream events that may wait to be written to one websocket; a connection further behind is closed with 1013 and its client resyncs (TIDEMARK_WS_MAX_QUEUED_EVENTS)")
 }
 
 // websocketLimitsWithDefaults fills the limits left zero (a Config built
@@ -40,6 +41,7 @@ func websocketLimitsWithDefaults(l server.WebsocketLimits) server.WebsocketLimit
 	fill(&l.AuthTimeout, server.DefaultWebsocketAuthTimeout)
 	fill(&l.IdleTimeout, server.DefaultWebsocketIdleTimeout)
 	fill(&l.MaxLifetime, server.DefaultWebsocketMaxLifetime)
+	fill(&l.MaxQueuedEvents, server.DefaultWebsocketMaxQueuedEvents)
 	return l
 }
 
