@@ -253,8 +253,9 @@ func newGraphQL(cfg Config, limits *requestLimits, queryCache graphql.Cache[*ast
 	srv.AroundOperations(authenticateSubscriptions(cfg.Verifier, cfg.Heads, cfg.Logger))
 	srv.Use(pushLimit{limits})
 	srv.AroundResponses(limitResponse(cfg.MaxErrors, cfg.MaxResponseBytes))
-	srv.AroundFields(classifyFieldErrors(cfg.Unavailable))
-	srv.SetErrorPresenter(presentError(cfg.Logger))
+	// Errors are classified by the presenter, not a field middleware (see
+	// classifyFieldError): no per-field cost on the way.
+	srv.SetErrorPresenter(presentError(cfg.Logger, cfg.Unavailable))
 	srv.SetRecoverFunc(recoverPanic(cfg.Logger))
 	if cfg.ResponseContext != nil {
 		srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
