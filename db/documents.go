@@ -96,6 +96,21 @@ type Writer struct {
 	// transaction changes them); nil once this transaction writes some.
 	members map[string][]collections.Member
 	read    map[string]bool // ids whose rows members holds
+	// pre holds what Prefetch read for the pushes of a group; nil without.
+	pre *prefetched
+}
+
+// prefetched is the documents and bucket rows of the ids of every push of
+// a group, read in the transaction's first round trip (with the lock), so
+// that each push's Get after the first needs no round trip of its own.
+// An id leaves ids when this transaction writes it, and the whole set is
+// dropped when it writes bucket rows of the collection: a Get of it then
+// reads again.
+type prefetched struct {
+	ids     map[string]bool
+	docs    map[string]collections.Document
+	members map[string][]collections.Member
+	arrived bool // the reads were flushed and their maps filled
 }
 
 // WriteDocuments runs fn in a transaction (through RunTx, so it may run more
@@ -144,10 +159,57 @@ func (w *Writer) lock(c *collections.Collection) {
 	})
 }
 
+// Prefetch queues the read of the documents with the given ids and their
+// bucket rows, to leave with the lock: the ids of all pushes of a group.
+// A later Get of prefetched ids that this transaction has not written since
+// is answered from it, without a round trip.
+func (w *Writer) Prefetch(ids []string) {
+	pre := &prefetched{ids: make(map[string]bool, len(ids))}
+	for _, id := range ids {
+		pre.ids[id] = true
+	}
+	pre.docs = queueDocuments(w.tx, w.tenantID, w.collection, ids)
+	pre.members = queueMembers(w.tx, w.tenantID, w.collection, ids)
+	w.pre = pre
+}
+
+// fromPrefetch answers Get from the prefetched reads when it holds every id.
+func (w *Writer) fromPrefetch(ctx context.Context, ids []string) (map[string]collections.Document, bool, error) {
+	if w.pre == nil {
+		return nil, false, nil
+	}
+	for _, id := range ids {
+		if !w.pre.ids[id] {
+			return nil, false, nil
+		}
+	}
+	if !w.pre.arrived {
+		if err := w.tx.Flush(ctx); err != nil {
+			return nil, false, err
+		}
+		w.pre.arrived = true
+	}
+	out := make(map[string]collections.Document, len(ids))
+	w.members, w.read = make(map[string][]collections.Member, len(ids)), make(map[string]bool, len(ids))
+	for _, id := range ids {
+		if d, ok := w.pre.docs[id]; ok {
+			out[id] = d
+		}
+		if rows, ok := w.pre.members[id]; ok {
+			w.members[id] = rows
+		}
+		w.read[id] = true
+	}
+	return out, true, nil
+}
+
 // Get reads current documents inside the write transaction, and with them
 // their bucket rows. Because the scope lock is held, no other writer of the
 // scope changes either until commit.
 func (w *Writer) Get(ctx context.Context, ids []string) (map[string]collections.Document, error) {
+	if out, ok, err := w.fromPrefetch(ctx, ids); ok || err != nil {
+		return out, err
+	}
 	out := queueDocuments(w.tx, w.tenantID, w.collection, ids)
 	members := queueMembers(w.tx, w.tenantID, w.collection, ids)
 	if err := w.tx.Flush(ctx); err != nil {
@@ -176,6 +238,9 @@ func (w *Writer) Put(ctx context.Context, docs []collections.Document) ([]collec
 		doc.Change = first + int64(i)
 		doc.UpdatedAt = w.now
 		stored[i] = doc
+		if w.pre != nil {
+			delete(w.pre.ids, doc.ID)
+		}
 	}
 	args, err := upsertArgs(w.tenantID, w.now, w.collection, lastOfEach(stored))
 	if err != nil {

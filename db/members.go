@@ -244,7 +244,7 @@ func (w *Writer) SetMembers(ctx context.Context, c *collections.Collection, chan
 		return nil
 	}
 	if c == w.collection {
-		w.members = nil
+		w.members, w.pre = nil, nil
 	}
 	// Of rows set twice in one call, the last counts, as when each was
 	// its own statement.

@@ -27,6 +27,14 @@ import (
 // so that one transaction stays about as long as one full push.
 const maxGroupRows = MaxPushRows
 
+// Prefetcher is what a Writer may add to read, with the lock, the
+// documents of every push of a group (db.Writer does): each push's Get then
+// costs no round trip of its own unless an earlier push of the group wrote
+// its documents or their bucket rows.
+type Prefetcher interface {
+	Prefetch(ids []string)
+}
+
 // scopeKey names a change lock: one tenant's collection.
 type scopeKey struct {
 	tenantID string
@@ -88,6 +96,15 @@ func (e *Engine) write(ctx context.Context, tenantID string, c *collections.Coll
 // the scope to the next group, then announces and delivers the outcomes.
 func (e *Engine) runGroup(ctx context.Context, key scopeKey, group []*queuedPush) {
 	err := e.store.WriteDocuments(ctx, key.tenantID, key.c, func(w collections.Writer) error {
+		if pf, ok := w.(Prefetcher); ok && len(group) > 1 {
+			var ids []string
+			for _, q := range group {
+				for _, r := range q.p.rows {
+					ids = append(ids, r.New.ID)
+				}
+			}
+			pf.Prefetch(ids)
+		}
 		for _, q := range group {
 			if err := e.apply(ctx, w, key.c, q.p); err != nil {
 				return err
