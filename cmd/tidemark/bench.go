@@ -205,9 +205,11 @@ func benchRead(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.IntVar(&cfg.WorkOrders, "work-orders", 10_000, "work orders to seed")
 	fs.IntVar(&cfg.Clients, "clients", 16, "concurrent clients")
 	fs.DurationVar(&cfg.Duration, "duration", 20*time.Second, "how long to query")
+	notes := fs.Bool("notes", true, "select each work order's notes too; false reads issue 12's query (title, site, checklist)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	cfg.WithoutNotes = !*notes
 	client, err := target.clientFor(tenant, "read")
 	if err != nil {
 		return err
