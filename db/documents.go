@@ -98,6 +98,9 @@ type Writer struct {
 	read    map[string]bool // ids whose rows members holds
 	// pre holds what Prefetch read for the pushes of a group; nil without.
 	pre *prefetched
+	// absent holds the ids this transaction read and found missing and has
+	// not written since: Put inserts them without ON CONFLICT.
+	absent map[string]bool
 }
 
 // prefetched is the documents and bucket rows of the ids of every push of
@@ -129,7 +132,7 @@ type prefetched struct {
 func (d *DB) WriteDocuments(ctx context.Context, tenantID string, c *collections.Collection, fn func(w collections.Writer) error) error {
 	return d.RunTx(ctx, TxOptions{IsoLevel: d.isolation()}, func(tx *Tx) error {
 		w := &Writer{tx: tx, tenantID: tenantID, collection: c, now: collections.NormalizeTime(time.Now()),
-			cockroach: d.Dialect == CockroachDB, locked: map[string]bool{}, seq: map[string]int64{}}
+			cockroach: d.Dialect == CockroachDB, locked: map[string]bool{}, seq: map[string]int64{}, absent: map[string]bool{}}
 		if !w.cockroach {
 			tx.Queue(stmtGenericPlans)
 		}
@@ -194,6 +197,8 @@ func (w *Writer) fromPrefetch(ctx context.Context, ids []string) (map[string]col
 	for _, id := range ids {
 		if d, ok := w.pre.docs[id]; ok {
 			out[id] = d
+		} else {
+			w.absent[id] = true
 		}
 		if rows, ok := w.pre.members[id]; ok {
 			w.members[id] = rows
@@ -218,6 +223,9 @@ func (w *Writer) Get(ctx context.Context, ids []string) (map[string]collections.
 	w.members, w.read = members, map[string]bool{}
 	for _, id := range ids {
 		w.read[id] = true
+		if _, ok := out[id]; !ok {
+			w.absent[id] = true
+		}
 	}
 	return out, nil
 }
@@ -242,11 +250,29 @@ func (w *Writer) Put(ctx context.Context, docs []collections.Document) ([]collec
 			delete(w.pre.ids, doc.ID)
 		}
 	}
-	args, err := upsertArgs(w.tenantID, w.now, w.collection, lastOfEach(stored))
-	if err != nil {
-		return nil, err
+	var fresh, existing []collections.Document
+	for _, doc := range lastOfEach(stored) {
+		if w.absent[doc.ID] {
+			fresh = append(fresh, doc)
+			delete(w.absent, doc.ID)
+		} else {
+			existing = append(existing, doc)
+		}
 	}
-	w.tx.Queue(statementsFor(w.collection).upsertMany, args...)
+	sql := statementsFor(w.collection)
+	for _, part := range []struct {
+		stmt string
+		docs []collections.Document
+	}{{sql.insertMany, fresh}, {sql.upsertMany, existing}} {
+		if len(part.docs) == 0 {
+			continue
+		}
+		args, err := upsertArgs(w.tenantID, w.now, w.collection, part.docs)
+		if err != nil {
+			return nil, err
+		}
+		w.tx.Queue(part.stmt, args...)
+	}
 	return stored, nil
 }
 

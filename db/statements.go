@@ -68,6 +68,12 @@ type collectionSQL struct {
 	// arrays must not repeat an id: ON CONFLICT DO UPDATE may not touch
 	// a row twice in one statement.
 	upsertMany string
+	// insertMany is upsertMany without ON CONFLICT, for documents the
+	// transaction read as absent while holding the scope lock, so none can
+	// appear before it commits: it spares each row the speculative
+	// insertion (the key probe before the insert and the WAL record that
+	// confirms it).
+	insertMany string
 }
 
 // Bookkeeping columns every collection table has, in the order they are
@@ -118,13 +124,14 @@ func buildCollectionSQL(c *collections.Collection) *collectionSQL {
 	// update keeps the row's: home_region is not in set.
 	insertCols = append(insertCols, "home_region")
 	selectList = append(selectList, tenantHomeRegion)
+	insertMany := fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM unnest(%s) AS u (%s)",
+		c.Table, strings.Join(insertCols, ", "), strings.Join(selectList, ", "), strings.Join(arrays, ", "), strings.Join(names, ", "))
 	return &collectionSQL{
-		upsertMany: fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM unnest(%s) AS u (%s) ON CONFLICT (tenant_id, id) DO UPDATE SET %s",
-			c.Table, strings.Join(insertCols, ", "), strings.Join(selectList, ", "), strings.Join(arrays, ", "),
-			strings.Join(names, ", "), strings.Join(set, ", ")),
-		columns: list,
-		byIDs:   fmt.Sprintf("SELECT %s FROM %s WHERE tenant_id = $1 AND id = ANY($2)", list, c.Table),
-		changes: fmt.Sprintf("SELECT %s FROM %s WHERE tenant_id = $1 AND change_seq > $2 ORDER BY change_seq LIMIT $3", list, c.Table),
+		insertMany: insertMany,
+		upsertMany: insertMany + " ON CONFLICT (tenant_id, id) DO UPDATE SET " + strings.Join(set, ", "),
+		columns:    list,
+		byIDs:      fmt.Sprintf("SELECT %s FROM %s WHERE tenant_id = $1 AND id = ANY($2)", list, c.Table),
+		changes:    fmt.Sprintf("SELECT %s FROM %s WHERE tenant_id = $1 AND change_seq > $2 ORDER BY change_seq LIMIT $3", list, c.Table),
 	}
 }
 
@@ -165,7 +172,7 @@ func Statements() ([]string, error) {
 	}
 	for _, c := range collections.All() {
 		s := statementsFor(c)
-		out = append(out, s.byIDs, s.changes, s.upsertMany, bucketChangesSQL(c), purgeTombstonesSQL(c))
+		out = append(out, s.byIDs, s.changes, s.upsertMany, s.insertMany, bucketChangesSQL(c), purgeTombstonesSQL(c))
 		out = append(out, tenantDocumentsSQL(c))
 		for _, f := range c.Fields {
 			if f.RefersTo != "" {

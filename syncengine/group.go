@@ -92,9 +92,15 @@ func (e *Engine) write(ctx context.Context, tenantID string, c *collections.Coll
 	return nil
 }
 
-// runGroup runs group in one transaction with the caller's context, hands
-// the scope to the next group, then announces and delivers the outcomes.
+// runGroup runs group in one transaction with the caller's context, then
+// announces and delivers the outcomes. It hands the scope to the next group
+// once its own writes are queued, before its COMMIT is sent: the next
+// group's BEGIN and lock then wait in the database behind this COMMIT and
+// proceed the moment it lands, with no trip through this process between.
+// (A transaction retried after that competes with the next group for the
+// lock, which orders them as it orders instances.)
 func (e *Engine) runGroup(ctx context.Context, key scopeKey, group []*queuedPush) {
+	handed := false
 	err := e.store.WriteDocuments(ctx, key.tenantID, key.c, func(w collections.Writer) error {
 		if pf, ok := w.(Prefetcher); ok && len(group) > 1 {
 			var ids []string
@@ -110,15 +116,23 @@ func (e *Engine) runGroup(ctx context.Context, key scopeKey, group []*queuedPush
 				return err
 			}
 		}
+		if !handed {
+			handed = true
+			e.handOver(key)
+		}
 		return nil
 	})
 	if err == nil {
-		// In commit order, before the next group can commit.
+		// In this group's commit order. The next group may commit and
+		// announce before this one announces: listeners take heads in any
+		// order, as they do from several instances.
 		for _, q := range group {
 			e.announce(key.tenantID, key.c, q.p)
 		}
 	}
-	e.handOver(key)
+	if !handed {
+		e.handOver(key)
+	}
 	if err != nil && len(group) > 1 {
 		err = errAlone
 	}
