@@ -7,7 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tidemark/tidemark/db"
+	"github.com/tidemark/tidemark/db/dbtest"
 	"github.com/tidemark/tidemark/server"
+	"github.com/tidemark/tidemark/testenv"
+	"github.com/tidemark/tidemark/wiring"
 )
 
 // seedNestedPage seeds n work orders over 10 sites, each with three
@@ -130,4 +134,93 @@ func processCPU(tb testing.TB) time.Duration {
 		tb.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// newCachingReadEnv is newReadEnv with the document cache keeping nested
+// lists too, as the program runs by default (testenv leaves it off). Its
+// notifier never polls: the first news of a scope drops the scope's
+// entries (doccache.Notify), which would make the counts below depend on
+// when the poll falls; this instance's own writes still invalidate.
+func newCachingReadEnv(tb testing.TB) *testenv.Env {
+	tb.Helper()
+	d := dbtest.Open(tb, db.PoolConfig{Tracer: requestTracer{}})
+	built, err := wiring.Build(d, wiring.Config{
+		Secret: testenv.Secret, PollInterval: time.Hour, CacheTTL: time.Hour, CacheChildren: true,
+		Server: server.Config{AddressRate: -1, IdentityRate: -1, PushesInFlight: -1},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(built.Close)
+	return &testenv.Env{DB: d, Cache: built.Cache, Sync: built.Sync, Live: built.Live, Handler: built.Handler}
+}
+
+// Statements (one database round trip each: they are sent at once) of the
+// nested read with the document cache keeping lists: once the page has
+// been read, a read of it again sends the page's statement alone; a write
+// to one child collection makes the next read send that collection's list
+// again and nothing else (issue 13: the cache pays off with the database
+// far away). The first read is the control: the same query without the
+// cache's lists sends all three lists.
+func TestReadNestedListsFromTheCache(t *testing.T) {
+	t.Parallel()
+	env := newCachingReadEnv(t)
+	a := newAPI(t, env, tenantOf(t), "alice")
+	seedNestedPage(a, 100)
+	const query = `{ workOrders(first: 100) { edges { node { title site { name } checklist { label done } notes { body } } } } }`
+	read := func() (lists, byID []string) {
+		t.Helper()
+		data, stmts := a.countStatements(query, nil)
+		var got struct {
+			WorkOrders struct {
+				Edges []struct {
+					Node struct {
+						Site      *struct{ Name string }
+						Checklist []struct{ Label string }
+						Notes     []struct{ Body string }
+					}
+				}
+			}
+		}
+		decodeInto(t, data, &got)
+		for i, e := range got.WorkOrders.Edges {
+			if e.Node.Site == nil || len(e.Node.Notes) != 2 || (i != 0 && len(e.Node.Checklist) != 3) {
+				t.Fatalf("item %d: site %v, %d checklist items, %d notes", i, e.Node.Site, len(e.Node.Checklist), len(e.Node.Notes))
+			}
+		}
+		if len(got.WorkOrders.Edges) != 100 {
+			t.Fatalf("%d work orders", len(got.WorkOrders.Edges))
+		}
+		return splitByIDLookups(stmts)
+	}
+	if lists, byID := read(); len(lists) != 3 || len(byID) != 1 {
+		t.Fatalf("first read: %d list and %d by-id statements, want 3 and 1:\n%s", len(lists), len(byID), strings.Join(append(lists, byID...), "\n"))
+	}
+	for run := range 5 {
+		if lists, byID := read(); len(lists) != 1 || len(byID) != 0 {
+			t.Fatalf("read %d again: %d list and %d by-id statements, want the page alone:\n%s", run, len(lists), len(byID), strings.Join(append(lists, byID...), "\n"))
+		}
+	}
+	// One checklist item more: the checklists are read again (the new one
+	// is in its list), the notes and sites still come from memory.
+	a.seed(checklistItemFixture, checklistItemDoc("wo-000-c3", "wo-000", 3))
+	lists, byID := read()
+	if len(lists) != 2 || len(byID) != 0 || !strings.Contains(strings.Join(lists, "\n"), "checklist") {
+		t.Fatalf("after a checklist write: %d list and %d by-id statements, want the page and the checklists:\n%s", len(lists), len(byID), strings.Join(append(lists, byID...), "\n"))
+	}
+	var got struct {
+		WorkOrders struct {
+			Edges []struct {
+				Node struct{ Checklist []struct{ Label string } }
+			}
+		}
+	}
+	a.read(`{ workOrders(first: 100) { edges { node { checklist { label } } } } }`, nil, &got)
+	found := false
+	for _, e := range got.WorkOrders.Edges {
+		found = found || len(e.Node.Checklist) == 4
+	}
+	if !found {
+		t.Fatal("no work order shows the checklist item just written")
+	}
 }
