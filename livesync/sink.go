@@ -22,8 +22,9 @@ type Sink struct {
 	// the event, so the hub drops it.
 	Deliver Deliver
 
-	mu    sync.Mutex
-	prime func(*Event)
+	mu     sync.Mutex
+	prime  func(*Event)
+	buffer int
 }
 
 type sinkKey struct{}
@@ -40,12 +41,22 @@ func SinkFrom(ctx context.Context) *Sink {
 }
 
 // Attach records how to make the subscription's next execution return an
-// event. A resolver attaches before it subscribes, and detaches (nil) when
-// the subscription fails.
-func (s *Sink) Attach(prime func(*Event)) {
+// event, and how many events the subscriber may have waiting (buffer; 0:
+// the transport's own bound) before the hub must drop it. A resolver
+// attaches before it subscribes, and detaches (nil) when the subscription
+// fails.
+func (s *Sink) Attach(prime func(*Event), buffer int) {
 	s.mu.Lock()
-	s.prime = prime
+	s.prime, s.buffer = prime, buffer
 	s.mu.Unlock()
+}
+
+// Buffer is the number of events the subscriber may have waiting (0: no
+// bound of its own).
+func (s *Sink) Buffer() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buffer
 }
 
 // Attached reports whether a stream resolver took the sink.

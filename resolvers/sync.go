@@ -63,7 +63,8 @@ func push[Out, In any](ctx context.Context, r *Resolver, c *collections.Collecti
 // A transport that put a livesync.Sink in ctx gets the events there
 // instead: the hub calls the sink, and the channel returned holds at most
 // the one event the transport primed before running the subscription's
-// response handler, so no goroutine waits on it between events.
+// response handler, so no goroutine waits on it between events; the
+// transport holds up to StreamBuffer events of the subscriber waiting.
 func stream[T, Bulk any](ctx context.Context, r *Resolver, c *collections.Collection, wrap func([]*T, *model.Checkpoint) *Bulk) (<-chan *Bulk, error) {
 	id, err := callerFrom(ctx)
 	if err != nil {
@@ -75,6 +76,10 @@ func stream[T, Bulk any](ctx context.Context, r *Resolver, c *collections.Collec
 		}).(*Bulk)
 	}
 	access := r.Sync.Access(callerOf(id), c)
+	buffer := r.StreamBuffer
+	if buffer <= 0 {
+		buffer = 16
+	}
 	if sink := livesync.SinkFrom(ctx); sink != nil {
 		ch := make(chan *Bulk, 1)
 		sink.Attach(func(ev *livesync.Event) {
@@ -86,16 +91,12 @@ func stream[T, Bulk any](ctx context.Context, r *Resolver, c *collections.Collec
 			default:
 			}
 			ch <- convert(ev)
-		})
+		}, buffer)
 		if err := r.Live.Subscribe(ctx, id.TenantID, c, access, sink.Deliver); err != nil {
-			sink.Attach(nil)
+			sink.Attach(nil, 0)
 			return nil, err
 		}
 		return ch, nil
-	}
-	buffer := r.StreamBuffer
-	if buffer <= 0 {
-		buffer = 16
 	}
 	ch := make(chan *Bulk, buffer)
 	err = r.Live.Subscribe(ctx, id.TenantID, c, access, func(ev *livesync.Event) bool {

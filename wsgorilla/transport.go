@@ -62,7 +62,9 @@ type Transport struct {
 	// a larger one closes the connection with 1009.
 	ReadLimit int64
 	// MaxQueuedEvents bounds the stream events queued for one connection
-	// and not yet written (0: DefaultMaxQueuedEvents). An event beyond it is
+	// and not yet written (0: DefaultMaxQueuedEvents), and each
+	// subscription's own buffer (livesync.Sink.Buffer) those of one
+	// subscription. An event beyond either is
 	// refused to the hub, which drops the subscriber and closes the
 	// connection through its Disconnector: the client resyncs from its
 	// checkpoint rather than miss anything. Negative: no bound.
@@ -222,6 +224,7 @@ type session struct {
 // of a stream subscription, encoded as it is written.
 type outgoing struct {
 	data  []byte
+	ping  bool   // data is a ping: see pinged
 	close []byte // a close frame's payload
 	sub   *subscription
 	ev    *livesync.Event
@@ -240,6 +243,7 @@ type subscription struct {
 	responses graphql.ResponseHandler
 	rctx      context.Context
 	ready     bool       // under s.mu: dispatched, events may be written
+	queued    int        // under s.mu: its events waiting to be written
 	pending   []outgoing // under s.mu: events delivered before ready
 	done      atomic.Bool
 }
@@ -423,24 +427,34 @@ func (s *session) startTimer(d time.Duration, tick func()) {
 	s.pingTimer = time.AfterFunc(d, tick)
 }
 
-// ping sends graphql-transport-ws's ping, and gives the peer two intervals
-// to answer when it answered the one before (a pong clears the deadline),
-// as gqlgen's PingPongInterval does.
+// ping queues graphql-transport-ws's ping; once it is written (pinged),
+// the peer has two intervals to answer. As with gqlgen's PingPongInterval,
+// a ping that cannot be written (the peer reads nothing) sets no deadline:
+// the write timeout deals with that peer.
 func (s *session) ping() {
 	if s.closed.Load() {
 		return
 	}
-	d := s.t.PingPongInterval
-	s.send(wireMessage{Type: "ping"})
+	s.enqueue(outgoing{data: pingMessage, ping: true})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed.Load() {
+		s.pingTimer.Reset(s.t.PingPongInterval)
+	}
+}
+
+var pingMessage = []byte(`{"type":"ping"}`)
+
+// pinged runs once a ping is written: when the peer answered the ping
+// before (a pong clears the deadline), it must answer this one within two
+// intervals.
+func (s *session) pinged() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.pongSeen {
-		_ = s.ws.SetReadDeadline(time.Now().Add(2 * d))
+		_ = s.ws.SetReadDeadline(time.Now().Add(2 * s.t.PingPongInterval))
 	}
 	s.pongSeen = false
-	if !s.closed.Load() {
-		s.pingTimer.Reset(d)
-	}
 }
 
 func (s *session) keepAlive() {
@@ -615,12 +629,14 @@ func (sub *subscription) deliver(ev *livesync.Event) bool {
 	if limit == 0 {
 		limit = DefaultMaxQueuedEvents
 	}
+	buffer := sub.sink.Buffer()
 	s.mu.Lock()
-	if limit > 0 && s.events >= limit {
+	if limit > 0 && s.events >= limit || buffer > 0 && sub.queued >= buffer {
 		s.mu.Unlock()
 		return false
 	}
 	s.events++
+	sub.queued++
 	o := outgoing{sub: sub, ev: ev}
 	if !sub.ready {
 		sub.pending = append(sub.pending, o)
@@ -756,12 +772,13 @@ func (s *session) drain() {
 		for _, o := range batch {
 			if o.ev != nil {
 				s.events--
+				o.sub.queued--
 			}
 		}
 		s.mu.Unlock()
 
 		s.bc.begin()
-		closing := false
+		closing, pinged := false, false
 		for _, o := range batch {
 			if closing {
 				break
@@ -785,9 +802,13 @@ func (s *session) drain() {
 				_ = s.writeMessage(scratch)
 			default:
 				_ = s.writeMessage(o.data)
+				pinged = pinged || o.ping
 			}
 		}
 		err := s.bc.flush(s.deadline())
+		if err == nil && pinged {
+			s.pinged()
+		}
 		if err != nil && !s.closed.Load() && s.t.ErrorFunc != nil {
 			s.t.ErrorFunc(s.base, transport.WebsocketError{Err: err})
 		}
