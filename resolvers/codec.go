@@ -105,13 +105,16 @@ func plainValue(v reflect.Value) any {
 
 // fromDocument builds a generated output struct from a Document.
 func fromDocument[T any](c *collections.Collection, doc collections.Document) *T {
+	return fromDocumentWith[T](codecFor(c, reflect.TypeFor[T]()), c, doc)
+}
+
+func fromDocumentWith[T any](k *codec, c *collections.Collection, doc collections.Document) *T {
 	out := new(T)
 	v := reflect.ValueOf(out).Elem()
-	k := codecFor(c, v.Type())
 	v.FieldByIndex(k.id).SetString(doc.ID)
 	v.FieldByIndex(k.deleted).SetBool(doc.Deleted)
 	if k.updatedAt != nil {
-		v.FieldByIndex(k.updatedAt).Set(reflect.ValueOf(doc.UpdatedAt))
+		setValue(v.FieldByIndex(k.updatedAt), doc.UpdatedAt)
 	}
 	for i, f := range c.Fields {
 		if idx, ok := k.fields[i]; ok {
@@ -121,11 +124,83 @@ func fromDocument[T any](c *collections.Collection, doc collections.Document) *T
 	return out
 }
 
+// setValue stores a document value in a model's field. The common field
+// types are written through a typed pointer: no reflect.New and no boxing
+// per field (the read API converts hundreds of documents per response, a
+// pull page a thousand); anything else (enums, named types) goes through
+// reflection.
 func setValue(dst reflect.Value, val any) {
 	if val == nil {
 		dst.SetZero()
 		return
 	}
+	switch p := dst.Addr().Interface().(type) {
+	case *string:
+		if x, ok := val.(string); ok {
+			*p = x
+			return
+		}
+	case **string:
+		if x, ok := val.(string); ok {
+			*p = &x
+			return
+		}
+	case *int:
+		if x, ok := val.(int64); ok {
+			*p = int(x)
+			return
+		}
+	case **int:
+		if x, ok := val.(int64); ok {
+			n := int(x)
+			*p = &n
+			return
+		}
+	case *int64:
+		if x, ok := val.(int64); ok {
+			*p = x
+			return
+		}
+	case **int64:
+		if x, ok := val.(int64); ok {
+			*p = &x
+			return
+		}
+	case *float64:
+		if x, ok := val.(float64); ok {
+			*p = x
+			return
+		}
+	case **float64:
+		if x, ok := val.(float64); ok {
+			*p = &x
+			return
+		}
+	case *bool:
+		if x, ok := val.(bool); ok {
+			*p = x
+			return
+		}
+	case **bool:
+		if x, ok := val.(bool); ok {
+			*p = &x
+			return
+		}
+	case *time.Time:
+		if x, ok := val.(time.Time); ok {
+			*p = x
+			return
+		}
+	case **time.Time:
+		if x, ok := val.(time.Time); ok {
+			*p = &x
+			return
+		}
+	}
+	setValueReflect(dst, val)
+}
+
+func setValueReflect(dst reflect.Value, val any) {
 	target := dst
 	if dst.Kind() == reflect.Pointer {
 		target = reflect.New(dst.Type().Elem()).Elem()
@@ -153,8 +228,12 @@ func setValue(dst reflect.Value, val any) {
 
 func fromDocuments[T any](c *collections.Collection, docs []collections.Document) []*T {
 	out := make([]*T, len(docs))
+	if len(docs) == 0 {
+		return out
+	}
+	k := codecFor(c, reflect.TypeFor[T]())
 	for i, d := range docs {
-		out[i] = fromDocument[T](c, d)
+		out[i] = fromDocumentWith[T](k, c, d)
 	}
 	return out
 }
