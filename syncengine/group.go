@@ -3,6 +3,7 @@ package syncengine
 import (
 	"context"
 	"errors"
+	"slices"
 
 	"github.com/tidemark/tidemark/collections"
 )
@@ -70,14 +71,23 @@ func (e *Engine) write(ctx context.Context, tenantID string, c *collections.Coll
 	} else {
 		e.scopes[key] = append(waiting, q)
 		e.groupMu.Unlock()
-		// The wait is for transactions already running (bounded by the
-		// database's statement timeout), so it does not watch ctx: once
-		// queued, a push is written or fails with its group.
+		// A push that gives up while it waits leaves the queue; once a
+		// group holds it, it is written or fails with that group.
 		select {
 		case group := <-q.lead:
 			e.runGroup(ctx, key, group)
 			err = <-q.done
 		case err = <-q.done:
+		case <-ctx.Done():
+			if e.leave(key, q) {
+				return ctx.Err()
+			}
+			select {
+			case group := <-q.lead:
+				e.runGroup(ctx, key, group)
+				err = <-q.done
+			case err = <-q.done:
+			}
 		}
 	}
 	if err != errAlone {
@@ -139,6 +149,19 @@ func (e *Engine) runGroup(ctx context.Context, key scopeKey, group []*queuedPush
 	for _, q := range group {
 		q.done <- err
 	}
+}
+
+// leave takes q out of its scope's queue, unless a group already holds it.
+func (e *Engine) leave(key scopeKey, q *queuedPush) bool {
+	e.groupMu.Lock()
+	defer e.groupMu.Unlock()
+	waiting := e.scopes[key]
+	i := slices.Index(waiting, q)
+	if i < 0 {
+		return false
+	}
+	e.scopes[key] = slices.Delete(waiting, i, i+1)
+	return true
 }
 
 // handOver gives the scope to the pushes waiting for it, as one group led

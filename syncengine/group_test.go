@@ -97,16 +97,7 @@ func queueBehind(t *testing.T, engine *syncengine.Engine, store *gatedStore, cal
 			out[i].adopt, out[i].err = engine.Push(ctx, caller, collections.WorkOrder, pushes[i])
 		}()
 	}
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second) // a hang, not a timing assertion
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("never saw %s", what)
-			}
-			runtime.Gosched()
-		}
-	}
+	waitFor := func(what string, cond func() bool) { t.Helper(); waitUntil(t, what, cond) }
 	start(0)
 	waitFor("the first transaction open", func() bool { store.mu.Lock(); defer store.mu.Unlock(); return store.calls == 1 })
 	for i := 1; i < len(pushes); i++ {
@@ -116,6 +107,19 @@ func queueBehind(t *testing.T, engine *syncengine.Engine, store *gatedStore, cal
 	close(store.release)
 	wg.Wait()
 	return out
+}
+
+// waitUntil waits for cond, a state another goroutine reaches; the bound
+// only turns a hang into a failure, it asserts no timing.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("never saw %s", what)
+		}
+		runtime.Gosched()
+	}
 }
 
 // TestPushesThatMeetShareOneTransaction: pushes of one scope that arrive
@@ -184,6 +188,51 @@ func TestAFailingPushDoesNotFailItsGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, ok := docs["boom"]; ok || len(docs) != 2 {
+		t.Fatalf("stored %v; want a and c only", docs)
+	}
+}
+
+// TestAQueuedPushWhoseClientLeftIsNotWritten: a push that gives up while
+// it waits for its scope leaves the queue, unwritten; the others go on.
+func TestAQueuedPushWhoseClientLeftIsNotWritten(t *testing.T) {
+	d := dbtest.Open(t, db.PoolConfig{MaxConns: 4})
+	store := &gatedStore{DB: d, release: make(chan struct{})}
+	engine := syncengine.New(store)
+	caller := syncengine.Caller{TenantID: "group-leave", UserID: "u"}
+	ctx := context.Background()
+
+	first := make(chan error, 1)
+	go func() {
+		_, err := engine.Push(ctx, caller, collections.WorkOrder, []syncengine.PushRow{{New: workOrder("a", "first", 1)}})
+		first <- err
+	}()
+	waitUntil(t, "the first transaction open", func() bool { store.mu.Lock(); defer store.mu.Unlock(); return store.calls == 1 })
+	leaving, leave := context.WithCancel(ctx)
+	left := make(chan error, 1)
+	go func() {
+		_, err := engine.Push(leaving, caller, collections.WorkOrder, []syncengine.PushRow{{New: workOrder("b", "given up", 2)}})
+		left <- err
+	}()
+	waitUntil(t, "the push queued", func() bool { return engine.Waiting(caller.TenantID, collections.WorkOrder) == 1 })
+	leave()
+	if err := <-left; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the push given up returned %v; want context.Canceled", err)
+	}
+	if n := engine.Waiting(caller.TenantID, collections.WorkOrder); n != 0 {
+		t.Fatalf("%d pushes still queued; want the one given up gone", n)
+	}
+	close(store.release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := engine.Push(ctx, caller, collections.WorkOrder, []syncengine.PushRow{{New: workOrder("c", "after", 3)}}); err != nil {
+		t.Fatal(err)
+	}
+	docs, err := d.GetDocuments(ctx, caller.TenantID, collections.WorkOrder, []string{"a", "b", "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := docs["b"]; ok || len(docs) != 2 {
 		t.Fatalf("stored %v; want a and c only", docs)
 	}
 }
