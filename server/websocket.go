@@ -322,6 +322,18 @@ func streamKey(ctx context.Context, oc *graphql.OperationContext) (string, bool)
 	b.WriteString(root.Alias)
 	b.WriteByte(':')
 	b.WriteString(root.Name)
+	// Any root argument but headers would change what the stream sends, so
+	// it is part of the key (today the stream fields take none).
+	if args := root.ArgumentMap(oc.Variables); len(args) > 0 {
+		delete(args, "headers")
+		if len(args) > 0 {
+			j, err := json.Marshal(args)
+			if err != nil {
+				return "", false
+			}
+			b.Write(j)
+		}
+	}
 	if !writeDirectives(&b, root.Directives, oc.Variables) {
 		return "", false
 	}
