@@ -492,7 +492,7 @@ func checkTablesMatchSchema(t *testing.T, work, dbURL string) {
 	}
 }
 
-var migrationNumber = regexp.MustCompile(`^db/migrations/(\d{4})_[a-z0-9_]+\.sql$`)
+var migrationNumber = regexp.MustCompile(`^db/migrations/(\d{4})_[a-z0-9_]+(?:\.(?:cockroachdb|postgresql))?\.sql$`)
 
 // lastMigration is the highest migration number among files (0 for none).
 func lastMigration(files map[string][32]byte) int {
