@@ -101,8 +101,11 @@ func (sc *Schema) wasGenerated(object, field, body string) bool {
 }
 
 // GenerateCode writes the collection registry, node(id)'s conversions, the
-// printed schema and any new table's migrations.
+// printed schema and any new table's migrations, and has gqlgen resolve the
+// relation fields of synced types inline (see resolveRelationsInline); it
+// runs before gqlgen writes its executor.
 func (p *Plugin) GenerateCode(data *codegen.Data) error {
+	p.schema.resolveRelationsInline(data.Objects)
 	registry, err := p.schema.RegistryGo()
 	if err != nil {
 		return err
@@ -135,6 +138,44 @@ func (p *Plugin) GenerateCode(data *codegen.Data) error {
 		p.log("wrote %s: review it and commit it with the schema change", path)
 	}
 	return nil
+}
+
+// resolveRelationsInline turns off gqlgen's goroutine per resolver field
+// for every synced type whose resolver fields are all relations (no
+// arguments, a synced type or a list of one: WorkOrder.site, .checklist,
+// .notes, ChecklistItem.workOrder), as gqlgen does for Mutation. Their data
+// is ready before they resolve: a page primes its items' relations and
+// keeps their models, and a relation read without that (node, pulls,
+// Site.workOrders) queues its object's other selected relations before it
+// waits, so they share one batch as when they ran side by side
+// (resolvers.parent, resolvers.children). A goroutine per field was a
+// sixth of a nested read's CPU. A type with any other resolver field (a
+// paged relation such as Site.workOrders) keeps its goroutines.
+func (sc *Schema) resolveRelationsInline(objects codegen.Objects) {
+	synced := map[string]bool{}
+	for _, s := range sc.Synced {
+		synced[s.Definition.Name] = true
+	}
+	for _, o := range objects {
+		if !synced[o.Name] {
+			continue
+		}
+		relations := 0
+		inline := true
+		for _, f := range o.Fields {
+			if !f.IsResolver && !f.MethodHasContext {
+				continue
+			}
+			if !f.IsResolver || len(f.Args) > 0 || !synced[f.Type.Name()] {
+				inline = false
+				break
+			}
+			relations++
+		}
+		if inline && relations > 0 {
+			o.DisableConcurrency = true
+		}
+	}
 }
 
 func writeIfChanged(path string, content []byte) error {

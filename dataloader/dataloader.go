@@ -269,9 +269,9 @@ func (l *Loaders) PrimeChildren(ctx context.Context, c *collections.Collection, 
 }
 
 // PrimeDocuments reads now, in one call, the documents of c with the given
-// ids and primes the response's by-id loads with those found (an absent id
-// is left to the field's own load, which reports it missing). It returns
-// what it read, to be read only.
+// ids and primes the response's by-id loads with them; an absent id is
+// primed as absent (Document reports it missing at once, as its own load
+// would after a batch window). It returns what it read, to be read only.
 func (l *Loaders) PrimeDocuments(ctx context.Context, c *collections.Collection, ids []string) (map[string]collections.Document, error) {
 	ids = distinct(ids)
 	if len(ids) == 0 {
@@ -282,11 +282,19 @@ func (l *Loaders) PrimeDocuments(ctx context.Context, c *collections.Collection,
 		return nil, err
 	}
 	loader := l.byID[c]
-	for id, d := range docs {
+	for _, id := range ids {
+		d, ok := docs[id]
+		if !ok {
+			d = absent
+		}
 		loader.Prime(id, d)
 	}
 	return docs, nil
 }
+
+// absent is what a by-id load primed for a missing document holds:
+// Document reports it missing, as for a deleted one.
+var absent = collections.Document{Deleted: true}
 
 // Keep stores v under key for the rest of the response: what a resolver
 // derived from primed documents (its models of a page's nested

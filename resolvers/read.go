@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/tidemark/tidemark/apperr"
 	"github.com/tidemark/tidemark/auth"
@@ -158,6 +159,7 @@ func parent[T any](ctx context.Context, r *Resolver, c *collections.Collection, 
 			return m, nil
 		}
 	}
+	queueRelations(ctx, loaders)
 	doc, ok, err := loaders.Document(ctx, c, parentID)
 	if err != nil || !ok {
 		return nil, err
@@ -177,11 +179,64 @@ func children[T any](ctx context.Context, r *Resolver, c *collections.Collection
 			return models, nil
 		}
 	}
+	queueRelations(ctx, loaders)
 	docs, err := loaders.Children(ctx, c, field, orderBy, parentID)
 	if err != nil {
 		return nil, err
 	}
 	return fromDocuments[T](c, docs), nil
+}
+
+// queueRelations queues, without waiting, the loads of the relation
+// fields selected on the current field's object (a work order's site,
+// checklist and notes). gqlgen resolves those fields one after another on
+// one goroutine (collectiongen's resolveRelationsInline), so where no page
+// primed them (node, a pull, Site.workOrders, a checklist item's work
+// order) the first to load queues the others: they share one batch window
+// as they did when each ran on its own goroutine, instead of waiting one
+// window each. A load already primed or queued is not queued again.
+func queueRelations(ctx context.Context, loaders *dataloader.Loaders) {
+	if !graphql.HasOperationContext(ctx) {
+		return
+	}
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return
+	}
+	// The object is the nearest result above the field (a list element's
+	// is a pointer to it); its selection is that of the nearest field
+	// above (a list element's context has none).
+	var obj any
+	var sel ast.SelectionSet
+	for p := fc.Parent; p != nil; p = p.Parent {
+		if obj == nil {
+			obj = p.Result
+		}
+		if p.Field.Field != nil {
+			sel = p.Field.Selections
+			break
+		}
+	}
+	var wo *model.WorkOrder
+	switch v := obj.(type) {
+	case *model.WorkOrder:
+		wo = v
+	case **model.WorkOrder:
+		wo = *v
+	}
+	if wo == nil {
+		return // the other synced types have one relation at most
+	}
+	for _, f := range graphql.CollectFields(graphql.GetOperationContext(ctx), sel, []string{"WorkOrder", "Node"}) {
+		switch f.Name {
+		case "site":
+			loaders.PrefetchDocument(ctx, collections.Site, wo.SiteID)
+		case "checklist":
+			loaders.PrefetchChildren(ctx, collections.ChecklistItem, "workOrderId", "position", wo.ID)
+		case "notes":
+			loaders.PrefetchChildren(ctx, collections.Note, "workOrderId", "updatedAt", wo.ID)
+		}
+	}
 }
 
 // node finds id in the caller's collections, in registry order; the first

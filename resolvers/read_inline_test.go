@@ -1,0 +1,95 @@
+package resolvers_test
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/99designs/gqlgen/client"
+	"github.com/99designs/gqlgen/graphql/handler"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+
+	"github.com/tidemark/tidemark/auth"
+	"github.com/tidemark/tidemark/collections"
+	"github.com/tidemark/tidemark/dataloader"
+	"github.com/tidemark/tidemark/graph"
+	"github.com/tidemark/tidemark/readapi"
+	"github.com/tidemark/tidemark/resolvers"
+	"github.com/tidemark/tidemark/server"
+)
+
+// gatedSources serve the loaders from the real database, except that a
+// read of a site (not node(id)'s probe of the sites) waits until a checklist read has begun: it proves the two
+// were queued together, whatever the scheduling.
+type gatedSources struct {
+	dataloader.DocumentReader
+	dataloader.ListReader
+	once             sync.Once
+	checklistStarted chan struct{}
+}
+
+func (g *gatedSources) GetDocuments(ctx context.Context, tenantID string, c *collections.Collection, ids []string) (map[string]collections.Document, error) {
+	if c == collections.Site && slices.ContainsFunc(ids, func(id string) bool { return strings.HasPrefix(id, "site-") }) {
+		select {
+		case <-g.checklistStarted:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return g.DocumentReader.GetDocuments(ctx, tenantID, c, ids)
+}
+
+func (g *gatedSources) ListDocuments(ctx context.Context, tenantID string, c *collections.Collection, q readapi.ListQuery) ([]collections.Document, error) {
+	if c == collections.ChecklistItem {
+		g.once.Do(func() { close(g.checklistStarted) })
+	}
+	return g.ListReader.ListDocuments(ctx, tenantID, c, q)
+}
+
+// A work order no page primed (node(id)) has its relations resolved on one
+// goroutine, one after another (collectiongen turns gqlgen's goroutine per
+// field off for WorkOrder); the first relation queues the others, so its
+// site is read while its checklist read is under way, in one batch window
+// as before, instead of the checklist waiting for the site's window to
+// end. The gate blocks the site read until the checklist read begins:
+// without the queueing the request waits for its deadline and fails.
+func TestUnprimedWorkOrderQueuesItsRelationsTogether(t *testing.T) {
+	t.Parallel()
+	env := newReadEnv(t, server.Config{})
+	tenant := tenantOf(t)
+	seedNestedPage(newAPI(t, env, tenant, "alice"), 3)
+
+	gate := &gatedSources{DocumentReader: env.DB, ListReader: env.DB, checklistStarted: make(chan struct{})}
+	srv := handler.New(graph.NewExecutableSchema(graph.Config{
+		Resolvers:  &resolvers.Resolver{Sync: env.Sync, Read: readapi.New(env.DB), Sources: gate.sources()},
+		Complexity: resolvers.Complexity(),
+	}))
+	srv.AddTransport(transport.POST{})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second) // a deadlock's bound, not a measurement
+	defer cancel()
+	c := client.New(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rctx := auth.WithIdentity(ctx, auth.Identity{UserID: "alice", TenantID: tenant, ExpiresAt: time.Now().Add(time.Hour)})
+		srv.ServeHTTP(w, r.WithContext(dataloader.With(rctx, dataloader.New(gate.sources(), tenant))))
+	}))
+	var got struct {
+		Node struct {
+			Site      *struct{ Name string }
+			Checklist []struct{ Label string }
+		}
+	}
+	err := c.Post(`{ node(id: "wo-001") { ... on WorkOrder { site { name } checklist { label } } } }`, &got)
+	if err != nil {
+		t.Fatalf("node(id) with site and checklist: %v", err)
+	}
+	if got.Node.Site == nil || len(got.Node.Checklist) != 3 {
+		t.Fatalf("site %v, %d checklist items; want a site and 3", got.Node.Site, len(got.Node.Checklist))
+	}
+}
+
+func (g *gatedSources) sources() dataloader.Sources {
+	return dataloader.Sources{Documents: g, Lists: g}
+}
