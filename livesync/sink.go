@@ -21,10 +21,53 @@ type Sink struct {
 	// must not block, and returns false when the subscriber cannot take
 	// the event, so the hub drops it.
 	Deliver Deliver
+	// Life, if set, ends with the subscription and carries no values: the
+	// hub's unsubscribe hangs on it (SubscribeContext) rather than on the
+	// operation's context, so a transport may let go of the operation's
+	// state (gqlgen's operation and execution contexts) while the
+	// subscription lives, and share one execution between subscribers.
+	Life context.Context
 
 	mu     sync.Mutex
 	prime  func(*Event)
 	buffer int
+	scope  any
+}
+
+// SubscribeContext is the context a stream resolver subscribes the hub
+// with: ctx itself without a Life, else Life with only what the hub reads
+// of ctx (the connection's Disconnector and start heads), so the hub's
+// subscriber keeps none of the operation's context alive.
+func (s *Sink) SubscribeContext(ctx context.Context) context.Context {
+	if s.Life == nil {
+		return ctx
+	}
+	lean := s.Life
+	if d := disconnectorFrom(ctx); d != nil {
+		lean = context.WithValue(lean, disconnectorKey{}, d)
+	}
+	if st, ok := ctx.Value(startKey{}).(start); ok {
+		lean = context.WithValue(lean, startKey{}, st)
+	}
+	return lean
+}
+
+// SetScope records which of the hub's scopes the subscription's events
+// come from (a comparable value; equal for subscribers of the same
+// tenant, collection and set). A transport shares one prepared execution
+// only between subscribers with equal StreamKeys and scopes: each
+// execution was prepared with one subscriber's context.
+func (s *Sink) SetScope(scope any) {
+	s.mu.Lock()
+	s.scope = scope
+	s.mu.Unlock()
+}
+
+// Scope is what SetScope recorded, nil if nothing.
+func (s *Sink) Scope() any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.scope
 }
 
 type sinkKey struct{}

@@ -8,6 +8,7 @@ import (
 	"github.com/tidemark/tidemark/graph/model"
 	"github.com/tidemark/tidemark/livesync"
 	"github.com/tidemark/tidemark/syncengine"
+	"github.com/tidemark/tidemark/syncrules"
 )
 
 // pull runs a pull for the caller and translates the page to the
@@ -92,7 +93,8 @@ func stream[T, Bulk any](ctx context.Context, r *Resolver, c *collections.Collec
 			}
 			ch <- convert(ev)
 		}, buffer)
-		if err := r.Live.Subscribe(ctx, id.TenantID, c, access, sink.Deliver); err != nil {
+		sink.SetScope(streamScope{tenantID: id.TenantID, collection: c, access: access})
+		if err := r.Live.Subscribe(sink.SubscribeContext(ctx), id.TenantID, c, access, sink.Deliver); err != nil {
 			sink.Attach(nil, 0)
 			return nil, err
 		}
@@ -111,6 +113,14 @@ func stream[T, Bulk any](ctx context.Context, r *Resolver, c *collections.Collec
 		return nil, err
 	}
 	return ch, nil
+}
+
+// streamScope names the hub's scope a stream's events come from (see
+// livesync.Sink.SetScope).
+type streamScope struct {
+	tenantID   string
+	collection *collections.Collection
+	access     syncrules.CollectionAccess
 }
 
 // callerOf is the sync engine's view of an authenticated caller.

@@ -306,3 +306,44 @@ func TestStreamIdleConnectionsCostOneGoroutineEach(t *testing.T) {
 		}
 	}
 }
+
+// Subscribers that share one prepared execution keep getting their own
+// payloads after the subscriber whose execution it was leaves (its
+// connection closed), a newcomer joins the execution after that, and one
+// of them stops: the execution lives while any subscriber shares it.
+func TestStreamSharedExecutionOutlivesTheSubscriberThatPreparedIt(t *testing.T) {
+	env := testenv.New(t, testenv.Options{})
+	url := env.Serve(t)
+	disp := newRulesClient(t, url, "tenant/"+t.Name(), "disp1", "dispatcher")
+	disp.create(rulesSites, rulesSite("site-a"))
+	disp.create(rulesWorkOrders, rulesWorkOrder("wo-a1", "site-a", "alice"))
+	connect := func(proto string) *streamClient {
+		return connectStream(t, url, proto, map[string]any{"Authorization": bearer(disp.token)})
+	}
+	const plain = "id title description"
+	first := openShared(t, "first", connect(protoTransportWS), "a", disp, plain, false)
+	second := openShared(t, "second", connect(protoLegacyWS), "1", disp, plain, false)
+	check := func(subs ...*sharedSub) {
+		t.Helper()
+		for _, s := range subs {
+			if err := s.checkEvent(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	edit := func(change jdoc) { disp.edit(rulesWorkOrders, disp.latest(rulesWorkOrders, "wo-a1"), change) }
+
+	edit(jdoc{"description": "one"})
+	check(first, second)
+	if err := first.c.conn.Close(); err != nil {
+		t.Fatal(err)
+	}
+	edit(jdoc{"description": "two"})
+	check(second)
+	late := openShared(t, "late", connect(protoTransportWS), "z", disp, plain, false)
+	edit(jdoc{"description": "three"})
+	check(second, late)
+	second.c.stop(second.id)
+	edit(jdoc{"description": "four"})
+	check(late)
+}

@@ -81,6 +81,85 @@ type Transport struct {
 	// besides its event: subscriptions with equal keys share each event's
 	// execution and encoding. ok false: the subscription shares with none.
 	StreamKey func(ctx context.Context, oc *graphql.OperationContext) (key string, ok bool)
+
+	// executions holds the prepared executions of stream subscriptions,
+	// one per (StreamKey, hub scope), shared by their subscribers.
+	executionsMu sync.Mutex
+	executions   map[executionKey]*execution
+}
+
+// executionKey: subscribers whose operations have the same StreamKey and
+// whose events come from the same hub scope get the same bytes for every
+// event, so one prepared execution serves them all.
+type executionKey struct {
+	key   string
+	scope any
+}
+
+// execution is one stream subscription's prepared execution (its
+// response handler over gqlgen's operation and execution contexts, and
+// the sink that primes it), kept while any subscriber shares it. Only the
+// first subscriber's is kept: a later one with the same key lets its own
+// go once dispatched, which is most of what an idle subscription cost.
+type execution struct {
+	key       executionKey
+	refs      int // under Transport.executionsMu
+	shared    bool
+	cancel    context.CancelFunc
+	mu        sync.Mutex // one event at a time through the handler
+	ended     bool       // under mu
+	prime     *livesync.Sink
+	responses graphql.ResponseHandler
+	rctx      context.Context
+}
+
+// adopt returns the execution sub shares for key: an existing one (and
+// sub's own is cancelled), or sub's own, kept for those that follow.
+func (t *Transport) adopt(key executionKey, shared bool, sub *subscription, responses graphql.ResponseHandler, rctx context.Context) *execution {
+	if !shared {
+		key.key = fmt.Sprintf("\x00unshared %p", sub)
+	}
+	if shared {
+		t.executionsMu.Lock()
+		if e := t.executions[key]; e != nil {
+			e.refs++
+			t.executionsMu.Unlock()
+			sub.cancel()
+			sub.cancel = func() {} // its closure would keep the operation's context
+			return e
+		}
+	}
+	e := &execution{key: key, refs: 1, shared: shared, cancel: sub.cancel, prime: &sub.sink, responses: responses, rctx: rctx}
+	sub.cancel = func() {} // the execution's now
+	if shared {
+		if t.executions == nil {
+			t.executions = map[executionKey]*execution{}
+		}
+		t.executions[key] = e
+		t.executionsMu.Unlock()
+	}
+	return e
+}
+
+// release lets go of one subscriber's share of e; the last one ends it.
+func (t *Transport) release(e *execution) {
+	if e.shared {
+		t.executionsMu.Lock()
+		e.refs--
+		last := e.refs == 0
+		if last && t.executions[e.key] == e {
+			delete(t.executions, e.key)
+		}
+		t.executionsMu.Unlock()
+		if !last {
+			return
+		}
+	}
+	e.mu.Lock()
+	e.ended = true
+	e.responses, e.rctx, e.prime = nil, nil, nil
+	e.mu.Unlock()
+	e.cancel()
 }
 
 // DefaultMaxQueuedEvents is the default of Transport.MaxQueuedEvents.
@@ -164,7 +243,10 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 	// The request's context ends as this handler returns; the connection
 	// keeps its values (logger, request id, the upgrade's identity).
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	life, endLife := context.WithCancel(context.Background())
 	s := &session{
+		life:         life,
+		endLife:      endLife,
 		t:            t,
 		ws:           ws,
 		bc:           h.bc,
@@ -205,6 +287,10 @@ type session struct {
 	ctx    context.Context
 	base   context.Context
 	cancel context.CancelFunc
+	// life ends with the connection, and carries no values: each stream
+	// subscription's Sink.Life is a child (see livesync.Sink).
+	life    context.Context
+	endLife context.CancelFunc
 
 	closed   atomic.Bool   // a close frame is on its way, or the socket failed
 	gone     chan struct{} // closed with the socket
@@ -232,20 +318,20 @@ type outgoing struct {
 
 // subscription is one running operation of a connection.
 type subscription struct {
-	s      *session
-	id     string
-	cancel context.CancelFunc
+	s       *session
+	id      string
+	cancel  context.CancelFunc // the operation's context
+	endLife context.CancelFunc // sink.Life
 
-	// Of a stream subscription (sink attached): what its events are
-	// encoded with. Set once ready; read by the writer after.
-	sink      livesync.Sink
-	key       string
-	responses graphql.ResponseHandler
-	rctx      context.Context
-	ready     bool       // under s.mu: dispatched, events may be written
-	queued    int        // under s.mu: its events waiting to be written
-	pending   []outgoing // under s.mu: events delivered before ready
-	done      atomic.Bool
+	// Of a stream subscription (sink attached): the execution its events
+	// are encoded with. Set once ready; read by the writer after.
+	sink     livesync.Sink
+	exec     *execution
+	released atomic.Bool
+	ready    bool       // under s.mu: dispatched, events may be written
+	queued   int        // under s.mu: its events waiting to be written
+	pending  []outgoing // under s.mu: events delivered before ready
+	done     atomic.Bool
 }
 
 // read is the connection's one permanent goroutine.
@@ -472,7 +558,10 @@ func (s *session) keepAlive() {
 // subscribe runs a subscribe (start) message, as gqlgen's transport does.
 func (s *session) subscribe(m clientMessage) {
 	start := graphql.Now()
-	ctx := graphql.StartOperationTrace(s.ctx)
+	// The operation has the connection's values but not its cancellation:
+	// a stream's execution may serve other connections' subscribers after
+	// this one ends (execution); teardown ends each operation instead.
+	ctx := graphql.StartOperationTrace(context.WithoutCancel(s.ctx))
 	params := &graphql.RawParams{}
 	dec := json.NewDecoder(bytes.NewReader(m.Payload))
 	dec.UseNumber()
@@ -498,6 +587,7 @@ func (s *session) subscribe(m clientMessage) {
 	ctx, cancel := context.WithCancel(ctx)
 	sub := &subscription{s: s, id: m.ID, cancel: cancel}
 	sub.sink.Deliver = sub.deliver
+	sub.sink.Life, sub.endLife = context.WithCancel(s.life)
 	s.mu.Lock()
 	s.subs[m.ID] = sub
 	s.mu.Unlock()
@@ -516,11 +606,9 @@ func (s *session) subscribe(m clientMessage) {
 	if s.t.StreamKey != nil {
 		key, shared = s.t.StreamKey(rctx, rc)
 	}
-	if !shared {
-		key = fmt.Sprintf("\x00unshared %p", sub)
-	}
+	e := s.t.adopt(executionKey{key: key, scope: sub.sink.Scope()}, shared, sub, responses, rctx)
 	s.mu.Lock()
-	sub.key, sub.responses, sub.rctx = key, responses, rctx
+	sub.exec = e
 	sub.ready = true
 	s.queue = append(s.queue, sub.pending...)
 	sub.pending = nil
@@ -587,8 +675,19 @@ func (s *session) finish(sub *subscription) {
 	if s.subs[sub.id] == sub {
 		delete(s.subs, sub.id)
 	}
+	e := sub.exec
 	s.mu.Unlock()
+	sub.end()
+	if e != nil && sub.released.CompareAndSwap(false, true) {
+		s.t.release(e)
+	}
+}
+
+// end ends the subscription's contexts: the operation's and (for the hub)
+// its sink's Life.
+func (sub *subscription) end() {
 	sub.cancel()
+	sub.endLife()
 }
 
 // stop ends a subscription the client completed (stopped). A stream
@@ -606,7 +705,7 @@ func (s *session) stop(id string) {
 		s.complete(id)
 		return
 	}
-	sub.cancel()
+	sub.end()
 }
 
 func (sub *subscription) responsesReady() bool {
@@ -659,11 +758,17 @@ var errSubscriptionGone = errors.New("subscription ended")
 // encoded returns the event's message payload for sub: the response of
 // one execution of its selection, shared by every subscriber with its key.
 func (sub *subscription) encoded(ev *livesync.Event) ([]byte, error) {
-	return ev.Encoded(sub.key, func() ([]byte, error) {
-		if sub.done.Load() || !sub.sink.Prime(ev) {
+	e := sub.exec
+	return ev.Encoded(e.key.key, func() ([]byte, error) {
+		if sub.done.Load() {
 			return nil, errSubscriptionGone
 		}
-		resp := sub.responses(sub.rctx)
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if e.ended || !e.prime.Prime(ev) {
+			return nil, errSubscriptionGone
+		}
+		resp := e.responses(e.rctx)
 		if resp == nil {
 			return nil, errSubscriptionGone
 		}
@@ -883,13 +988,21 @@ func (s *session) closeSocket() {
 func (s *session) teardown() {
 	s.closeWith(transport.WebsocketCloseNormalClosure, "terminated")
 	s.cancel()
+	s.endLife()
 	s.guard.stop()
 	s.mu.Lock()
 	if s.pingTimer != nil {
 		s.pingTimer.Stop()
 	}
 	writing := s.writing
+	var left []*subscription
+	for _, sub := range s.subs {
+		left = append(left, sub)
+	}
 	s.mu.Unlock()
+	for _, sub := range left {
+		s.finish(sub)
+	}
 	if !writing {
 		// Nothing left to write (the close frame, if any, went out).
 		s.closeSocket()
