@@ -106,6 +106,13 @@ func (sc *Schema) wasGenerated(object, field, body string) bool {
 // runs before gqlgen writes its executor.
 func (p *Plugin) GenerateCode(data *codegen.Data) error {
 	p.schema.resolveRelationsInline(data.Objects)
+	lists, err := listsGo(data.Config.Exec.Package, data.Objects)
+	if err != nil {
+		return err
+	}
+	if err := writeIfChanged(filepath.Join(data.Config.Exec.Dir(), "lists.generated.go"), lists); err != nil {
+		return err
+	}
 	registry, err := p.schema.RegistryGo()
 	if err != nil {
 		return err

@@ -306,7 +306,7 @@ func (ec *executionContext) _ChecklistItem(ctx context.Context, sel ast.Selectio
 // region    ***************************** type.gotpl *****************************
 
 func (ec *executionContext) marshalNChecklistItem2ᚕᚖgithubᚗcomᚋtidemarkᚋtidemarkᚋgraphᚋmodelᚐChecklistItemᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ChecklistItem) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, sel, "ChecklistItem", len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNChecklistItem2ᚖgithubᚗcomᚋtidemarkᚋtidemarkᚋgraphᚋmodelᚐChecklistItem(ctx, sel, v[i])

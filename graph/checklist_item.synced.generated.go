@@ -559,7 +559,7 @@ func (ec *executionContext) marshalNChecklistItemConnection2ᚖgithubᚗcomᚋti
 }
 
 func (ec *executionContext) marshalNChecklistItemEdge2ᚕᚖgithubᚗcomᚋtidemarkᚋtidemarkᚋgraphᚋmodelᚐChecklistItemEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ChecklistItemEdge) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, sel, "ChecklistItemEdge", len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNChecklistItemEdge2ᚖgithubᚗcomᚋtidemarkᚋtidemarkᚋgraphᚋmodelᚐChecklistItemEdge(ctx, sel, v[i])

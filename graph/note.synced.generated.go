@@ -552,7 +552,7 @@ func (ec *executionContext) marshalNNoteConnection2ᚖgithubᚗcomᚋtidemarkᚋ
 }
 
 func (ec *executionContext) marshalNNoteEdge2ᚕᚖgithubᚗcomᚋtidemarkᚋtidemarkᚋgraphᚋmodelᚐNoteEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.NoteEdge) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, sel, "NoteEdge", len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNNoteEdge2ᚖgithubᚗcomᚋtidemarkᚋtidemarkᚋgraphᚋmodelᚐNoteEdge(ctx, sel, v[i])

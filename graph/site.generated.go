@@ -349,7 +349,7 @@ func (ec *executionContext) _Site(ctx context.Context, sel ast.SelectionSet, obj
 // region    ***************************** type.gotpl *****************************
 
 func (ec *executionContext) marshalNSite2ᚕᚖgithubᚗcomᚋtidemarkᚋtidemarkᚋgraphᚋmodelᚐSiteᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.Site) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, sel, "Site", len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNSite2ᚖgithubᚗcomᚋtidemarkᚋtidemarkᚋgraphᚋmodelᚐSite(ctx, sel, v[i])

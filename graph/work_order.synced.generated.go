@@ -527,7 +527,7 @@ func (ec *executionContext) marshalNWorkOrderConnection2ᚖgithubᚗcomᚋtidema
 }
 
 func (ec *executionContext) marshalNWorkOrderEdge2ᚕᚖgithubᚗcomᚋtidemarkᚋtidemarkᚋgraphᚋmodelᚐWorkOrderEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.WorkOrderEdge) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+	ret := marshalList(ctx, sel, "WorkOrderEdge", len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
 		return ec.marshalNWorkOrderEdge2ᚖgithubᚗcomᚋtidemarkᚋtidemarkᚋgraphᚋmodelᚐWorkOrderEdge(ctx, sel, v[i])

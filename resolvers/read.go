@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
-	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/tidemark/tidemark/apperr"
 	"github.com/tidemark/tidemark/auth"
@@ -189,12 +188,15 @@ func children[T any](ctx context.Context, r *Resolver, c *collections.Collection
 
 // queueRelations queues, without waiting, the loads of the relation
 // fields selected on the current field's object (a work order's site,
-// checklist and notes). gqlgen resolves those fields one after another on
-// one goroutine (collectiongen's resolveRelationsInline), so where no page
-// primed them (node, a pull, Site.workOrders, a checklist item's work
-// order) the first to load queues the others: they share one batch window
-// as they did when each ran on its own goroutine, instead of waiting one
-// window each. A load already primed or queued is not queued again.
+// checklist and notes; a checklist item's or note's work order), and on
+// every other object of the list it is an element of. gqlgen resolves
+// those fields one after another on one goroutine (collectiongen's
+// resolveRelationsInline), and the elements of such a list one after
+// another too (graph's marshalList), so where no page primed them (node,
+// a pull, Site.workOrders) the first relation to load queues the rest:
+// they share one batch window, as they did when each field and element
+// ran on its own goroutine, instead of waiting one window each. A list is
+// queued once; a load already primed or queued is not queued again.
 func queueRelations(ctx context.Context, loaders *dataloader.Loaders) {
 	if !graphql.HasOperationContext(ctx) {
 		return
@@ -203,39 +205,123 @@ func queueRelations(ctx context.Context, loaders *dataloader.Loaders) {
 	if fc == nil {
 		return
 	}
-	// The object is the nearest result above the field (a list element's
-	// is a pointer to it); its selection is that of the nearest field
-	// above (a list element's context has none).
-	var obj any
-	var sel ast.SelectionSet
-	for p := fc.Parent; p != nil; p = p.Parent {
-		if obj == nil {
-			obj = p.Result
-		}
-		if p.Field.Field != nil {
-			sel = p.Field.Selections
-			break
+	// The field that produced the object holds its selection and result
+	// (a list element's context has neither field nor selection); a list
+	// of edges is two levels above its node.
+	obj := fc.Parent
+	for obj != nil && obj.Field.Field == nil {
+		obj = obj.Parent
+	}
+	if obj == nil {
+		return
+	}
+	objects := obj.Result
+	if obj.Parent != nil && obj.Parent.Index != nil && obj.Parent.Parent != nil {
+		switch obj.Parent.Parent.Result.(type) {
+		case []*model.WorkOrderEdge, []*model.ChecklistItemEdge, []*model.NoteEdge:
+			objects = obj.Parent.Parent.Result
 		}
 	}
-	var wo *model.WorkOrder
-	switch v := obj.(type) {
+	typ, key := listOf(objects)
+	if key != nil {
+		if _, queued := loaders.Kept(key); queued {
+			return
+		}
+		loaders.Keep(key, true)
+	}
+	selected := graphql.CollectFields(graphql.GetOperationContext(ctx), obj.Field.Selections, []string{typ, "Node"})
+	each(objects, func(o any) {
+		for _, f := range selected {
+			switch m := o.(type) {
+			case *model.WorkOrder:
+				switch f.Name {
+				case "site":
+					loaders.PrefetchDocument(ctx, collections.Site, m.SiteID)
+				case "checklist":
+					loaders.PrefetchChildren(ctx, collections.ChecklistItem, "workOrderId", "position", m.ID)
+				case "notes":
+					loaders.PrefetchChildren(ctx, collections.Note, "workOrderId", "updatedAt", m.ID)
+				}
+			case *model.ChecklistItem:
+				if f.Name == "workOrder" {
+					loaders.PrefetchDocument(ctx, collections.WorkOrder, m.WorkOrderID)
+				}
+			case *model.Note:
+				if f.Name == "workOrder" {
+					loaders.PrefetchDocument(ctx, collections.WorkOrder, m.WorkOrderID)
+				}
+			}
+		}
+	})
+}
+
+// queuedList names a list whose relations queueRelations has queued, by
+// its first element's address.
+type queuedList struct{ first any }
+
+// listOf returns the GraphQL type of the objects v holds and, when v is a
+// list of them, its key for Keep (nil for a single object).
+func listOf(v any) (typ string, key any) {
+	switch l := v.(type) {
+	case []*model.WorkOrder:
+		return "WorkOrder", firstOf(l)
+	case []*model.ChecklistItem:
+		return "ChecklistItem", firstOf(l)
+	case []*model.Note:
+		return "Note", firstOf(l)
+	case []*model.WorkOrderEdge:
+		return "WorkOrder", firstOf(l)
+	case []*model.ChecklistItemEdge:
+		return "ChecklistItem", firstOf(l)
+	case []*model.NoteEdge:
+		return "Note", firstOf(l)
 	case *model.WorkOrder:
-		wo = v
-	case **model.WorkOrder:
-		wo = *v
+		return "WorkOrder", nil
+	case *model.ChecklistItem:
+		return "ChecklistItem", nil
+	case *model.Note:
+		return "Note", nil
 	}
-	if wo == nil {
-		return // the other synced types have one relation at most
+	return "", nil
+}
+
+func firstOf[T any](l []T) any {
+	if len(l) == 0 {
+		return nil
 	}
-	for _, f := range graphql.CollectFields(graphql.GetOperationContext(ctx), sel, []string{"WorkOrder", "Node"}) {
-		switch f.Name {
-		case "site":
-			loaders.PrefetchDocument(ctx, collections.Site, wo.SiteID)
-		case "checklist":
-			loaders.PrefetchChildren(ctx, collections.ChecklistItem, "workOrderId", "position", wo.ID)
-		case "notes":
-			loaders.PrefetchChildren(ctx, collections.Note, "workOrderId", "updatedAt", wo.ID)
+	return queuedList{&l[0]}
+}
+
+// each calls f with every object v holds: v itself, or each element or
+// node of a list of them.
+func each(v any, f func(any)) {
+	switch l := v.(type) {
+	case []*model.WorkOrder:
+		for _, o := range l {
+			f(o)
 		}
+	case []*model.ChecklistItem:
+		for _, o := range l {
+			f(o)
+		}
+	case []*model.Note:
+		for _, o := range l {
+			f(o)
+		}
+	case []*model.WorkOrderEdge:
+		for _, e := range l {
+			f(e.Node)
+		}
+	case []*model.ChecklistItemEdge:
+		for _, e := range l {
+			f(e.Node)
+		}
+	case []*model.NoteEdge:
+		for _, e := range l {
+			f(e.Node)
+		}
+	default:
+		f(v)
 	}
 }
 

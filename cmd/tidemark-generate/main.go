@@ -32,5 +32,8 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	return api.Generate(cfg, api.AddPlugin(p))
+	if err := api.Generate(cfg, api.AddPlugin(p)); err != nil {
+		return err
+	}
+	return p.RewriteListMarshals(cfg.Exec.Dir())
 }
