@@ -93,3 +93,43 @@ func TestUnprimedWorkOrderQueuesItsRelationsTogether(t *testing.T) {
 func (g *gatedSources) sources() dataloader.Sources {
 	return dataloader.Sources{Documents: g, Lists: g}
 }
+
+// The work orders of a pull page are marshalled one after another on one
+// goroutine when they select only plain fields and relations (graph's
+// marshalList); the first element's relation queues the relations of the
+// whole page, so the page's checklists are one statement however many
+// work orders it holds. Queueing only each element's own would send one
+// statement per work order.
+func TestUnprimedListQueuesTheRelationsOfEveryElement(t *testing.T) {
+	t.Parallel()
+	env := newReadEnv(t, server.Config{})
+	a := newAPI(t, env, tenantOf(t), "alice")
+	seedNestedPage(a, 20)
+	data, stmts := a.countStatements(`{ pullWorkOrders(checkpoint: null, limit: 20) { documents { id site { name } checklist { label } } } }`, nil)
+	var got struct {
+		PullWorkOrders struct {
+			Documents []struct {
+				Site      *struct{ Name string }
+				Checklist []struct{ Label string }
+			}
+		}
+	}
+	decodeInto(t, data, &got)
+	if len(got.PullWorkOrders.Documents) != 20 {
+		t.Fatalf("%d work orders, want 20", len(got.PullWorkOrders.Documents))
+	}
+	for i, d := range got.PullWorkOrders.Documents {
+		if d.Site == nil || len(d.Checklist) != 3 {
+			t.Fatalf("work order %d: site %v, %d checklist items; want a site and 3", i, d.Site, len(d.Checklist))
+		}
+	}
+	checklists := 0
+	for _, s := range stmts {
+		if strings.Contains(s, "FROM checklist_items") {
+			checklists++
+		}
+	}
+	if checklists != 1 {
+		t.Fatalf("a pull page of 20 work orders with checklists sent %d checklist statements, want 1:\n%s", checklists, strings.Join(stmts, "\n"))
+	}
+}
