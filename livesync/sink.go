@@ -21,9 +21,9 @@ type Sink struct {
 	// must not block, and returns false when the subscriber cannot take
 	// the event, so the hub drops it.
 	Deliver Deliver
-	// Life, if set, ends with the subscription and carries no values: the
-	// hub's unsubscribe hangs on it (SubscribeContext) rather than on the
-	// operation's context, so a transport may let go of the operation's
+	// Life, if set, ends with the subscription and carries none of the
+	// operation's values: the hub's unsubscribe hangs on it
+	// (SubscribeContext) rather than on the operation's context, so a transport may let go of the operation's
 	// state (gqlgen's operation and execution contexts) while the
 	// subscription lives, and share one execution between subscribers.
 	Life context.Context

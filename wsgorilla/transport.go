@@ -243,10 +243,7 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 	// The request's context ends as this handler returns; the connection
 	// keeps its values (logger, request id, the upgrade's identity).
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
-	life, endLife := context.WithCancel(context.Background())
 	s := &session{
-		life:         life,
-		endLife:      endLife,
 		t:            t,
 		ws:           ws,
 		bc:           h.bc,
@@ -287,10 +284,6 @@ type session struct {
 	ctx    context.Context
 	base   context.Context
 	cancel context.CancelFunc
-	// life ends with the connection, and carries no values: each stream
-	// subscription's Sink.Life is a child (see livesync.Sink).
-	life    context.Context
-	endLife context.CancelFunc
 
 	closed   atomic.Bool   // a close frame is on its way, or the socket failed
 	gone     chan struct{} // closed with the socket
@@ -587,7 +580,9 @@ func (s *session) subscribe(m clientMessage) {
 	ctx, cancel := context.WithCancel(ctx)
 	sub := &subscription{s: s, id: m.ID, cancel: cancel}
 	sub.sink.Deliver = sub.deliver
-	sub.sink.Life, sub.endLife = context.WithCancel(s.life)
+	// The sink's Life ends with the subscription or the connection, and
+	// holds the connection's values only, none of the operation's.
+	sub.sink.Life, sub.endLife = context.WithCancel(s.base)
 	s.mu.Lock()
 	s.subs[m.ID] = sub
 	s.mu.Unlock()
@@ -988,7 +983,6 @@ func (s *session) closeSocket() {
 func (s *session) teardown() {
 	s.closeWith(transport.WebsocketCloseNormalClosure, "terminated")
 	s.cancel()
-	s.endLife()
 	s.guard.stop()
 	s.mu.Lock()
 	if s.pingTimer != nil {
