@@ -218,6 +218,9 @@ func Soak(ctx context.Context, c *Client, token func(tenant string) string, cfg 
 		return rep, fmt.Errorf("seeding the site: %w", err)
 	}
 
+	// Samples are taken with the caller's context, not the load's: a
+	// sample due as the load's time runs out must still be read.
+	sampleCtx := ctx
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
 	began := time.Now()
@@ -234,7 +237,7 @@ func Soak(ctx context.Context, c *Client, token func(tenant string) string, cfg 
 	spawn(cfg.Readers, r.reader)
 
 	sample := func() {
-		s := r.sample(ctx, time.Since(began))
+		s := r.sample(sampleCtx, time.Since(began))
 		rep.Samples = append(rep.Samples, s)
 		if cfg.Samples != nil {
 			fmt.Fprintln(cfg.Samples, s)
