@@ -16,6 +16,23 @@ type listType struct {
 	fields       map[string]listField
 }
 
+// InlineRelations lists, by object type, the relations gqlgen resolves
+// inline on the object's goroutine (collectiongen's
+// resolveRelationsInline). resolvers.queueRelations must queue the loads of
+// each, or a list of such objects waits one batch window per element; a
+// test in resolvers holds the two together.
+func InlineRelations() map[string][]string {
+	out := map[string][]string{}
+	for typ, t := range listTypes {
+		for name, f := range t.fields {
+			if f.relation {
+				out[typ] = append(out[typ], name)
+			}
+		}
+	}
+	return out
+}
+
 // listField is one field of an object: waits when resolving it may wait
 // on I/O of its own (a resolver run on its own goroutine), relation when
 // it is a relation resolved inline whose loads the first element of a list
