@@ -347,3 +347,110 @@ func TestStreamSharedExecutionOutlivesTheSubscriberThatPreparedIt(t *testing.T) 
 	edit(jdoc{"description": "four"})
 	check(late)
 }
+
+// heldConn holds a client's writes while hold is set and sends them in one
+// write on flush, so that several websocket messages reach the server in
+// one segment.
+type heldConn struct {
+	net.Conn
+	hold bool
+	buf  []byte
+}
+
+func (c *heldConn) Write(p []byte) (int, error) {
+	if c.hold {
+		c.buf = append(c.buf, p...)
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *heldConn) flush() error {
+	c.hold = false
+	_, err := c.Conn.Write(c.buf)
+	c.buf = nil
+	return err
+}
+
+// The transport's reader waits for the socket to have data while it idles
+// (a shallow park instead of gorilla's read); messages that arrive in one
+// segment end up in the read buffer together, and each must be handled
+// without more data arriving.
+func TestStreamMessagesArrivingTogetherAreEachHandled(t *testing.T) {
+	env := testenv.New(t, testenv.Options{})
+	url := env.Serve(t)
+	api := newWorkOrderAPI(t, url, "tenant/"+t.Name())
+	var held *heldConn
+	dialer := websocket.Dialer{
+		Subprotocols: []string{protoTransportWS},
+		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			held = &heldConn{Conn: c}
+			return held, nil
+		},
+	}
+	c, _, err := dialer.Dial("ws"+strings.TrimPrefix(url, "http")+"/graphql", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	held.hold = true
+	for _, m := range []any{
+		map[string]any{"type": "connection_init", "payload": map[string]any{"Authorization": bearer(api.token)}},
+		map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{"query": streamWorkOrdersSubscription}},
+		map[string]any{"type": "ping"},
+	} {
+		if err := c.WriteJSON(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := held.flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetReadDeadline(time.Now().Add(eventWait)); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	pushed := false
+	for {
+		var m wsMessage
+		if err := c.ReadJSON(&m); err != nil {
+			t.Fatalf("after %v: %v", got, err)
+		}
+		got = append(got, m.Type)
+		if m.Type == "pong" && !pushed {
+			// connection_init and subscribe were handled before the ping.
+			api.pushIDs("wo-together")
+			pushed = true
+		}
+		if m.Type == "next" && m.ID == "1" && strings.Contains(string(m.Payload), "wo-together") {
+			break
+		}
+	}
+	if got[0] != "connection_ack" {
+		t.Fatalf("messages %v, want connection_ack first", got)
+	}
+	// Two small messages fit the server's read buffer together: the second
+	// is there once the first is read, with nothing left on the socket.
+	held.hold = true
+	for _, n := range []int{1, 2} {
+		if err := c.WriteJSON(map[string]any{"type": "ping", "payload": map[string]any{"n": n}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := held.flush(); err != nil {
+		t.Fatal(err)
+	}
+	for pongs := 0; pongs < 2; {
+		var m wsMessage
+		if err := c.ReadJSON(&m); err != nil {
+			t.Fatalf("after %d pongs: %v", pongs, err)
+		}
+		if m.Type == "pong" {
+			pongs++
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -186,9 +187,13 @@ var _ graphql.Transport = (*Transport)(nil)
 func (t *Transport) Supports(r *http.Request) bool { return r.Header.Get("Upgrade") != "" }
 
 // hijacker hands gorilla the socket wrapped in a batchConn.
+// With readSize set, it hands gorilla a read buffer of that size for the
+// connection (br), so the reader can see whether a message waits there.
 type hijacker struct {
 	http.ResponseWriter
-	bc *batchConn
+	bc       *batchConn
+	readSize int
+	br       *bufio.Reader
 }
 
 func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -197,8 +202,16 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	h.bc = &batchConn{Conn: nc}
-	return h.bc, brw, nil
+	if h.readSize == 0 || brw.Reader.Buffered() > 0 {
+		return h.bc, brw, nil // gorilla refuses the latter
+	}
+	h.br = bufio.NewReaderSize(h.bc, h.readSize)
+	return h.bc, bufio.NewReadWriter(h.br, brw.Writer), nil
 }
+
+// parkThreshold: gorilla reuses a hijacked read buffer only when it holds
+// more than 256 bytes.
+const parkThreshold = 256
 
 // Do upgrades the request and returns: the connection lives on in its
 // reader goroutine.
@@ -221,6 +234,9 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 		writeHandshakeError(w, r, status, reason)
 	}
 	h := &hijacker{ResponseWriter: w}
+	if upgrader.ReadBufferSize > parkThreshold {
+		h.readSize, upgrader.ReadBufferSize = upgrader.ReadBufferSize, 0
+	}
 	ws, err := upgrader.Upgrade(h, r, upgradeResponseHeader(w.Header(), nil))
 	if err != nil {
 		if t.OnRefused != nil {
@@ -247,6 +263,8 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 		t:            t,
 		ws:           ws,
 		bc:           h.bc,
+		br:           h.br,
+		raw:          rawConnOf(h.bc),
 		exec:         exec,
 		legacy:       ws.Subprotocol() != graphqlTransportWS,
 		writeTimeout: durationOr(t.WriteTimeout, DefaultWriteTimeout),
@@ -271,6 +289,8 @@ type session struct {
 	t            *Transport
 	ws           *websocket.Conn
 	bc           *batchConn
+	br           *bufio.Reader   // gorilla's read buffer, if ours (hijacker)
+	raw          syscall.RawConn // the socket's, for park; nil if none
 	exec         graphql.GraphExecutor
 	legacy       bool // graphql-ws rather than graphql-transport-ws
 	writeTimeout time.Duration
@@ -327,65 +347,138 @@ type subscription struct {
 	done     atomic.Bool
 }
 
-// read is the connection's one permanent goroutine.
+// read is the connection's one permanent goroutine. Where it can park
+// (park), it does nothing else on its own stack: reading a message,
+// decoding it and handling it run aside, since they take deeper stacks
+// than a 2 KiB stack has room for, and Go never shrinks a grown reader's
+// stack back to 2 KiB (it halves a stack at GC only while the stack in use
+// plus 800 bytes is under a quarter of it).
 func (s *session) read() {
 	defer s.teardown()
 	initialised := false
 	for {
-		data, err := s.next()
-		if err != nil {
-			s.readFailed(err)
-			return
-		}
-		var m clientMessage
-		known := json.Unmarshal(data, &m) == nil && s.validType(m.Type)
-		if !initialised {
-			switch {
-			case !known:
-				s.connectionError("invalid json")
-				s.closeWith(transport.WebsocketCloseProtocolError, "decoding error")
-				return
-			case m.Type == "connection_init":
-				ok := false
-				s.aside(func() { ok = s.init(m.Payload) })
-				if !ok {
-					return
-				}
-				initialised = true
-			case m.Type == "connection_terminate":
-				s.closeWith(transport.WebsocketCloseNormalClosure, "terminated")
-				return
-			default:
-				s.connectionError("unexpected message " + m.Type)
-				s.closeWith(transport.WebsocketCloseProtocolError, "unexpected message")
+		if s.park() {
+			stop := false
+			s.aside(func() { stop = s.step(&initialised) })
+			if stop {
 				return
 			}
 			continue
 		}
-		switch {
-		case !known:
-			s.closeWith(transport.WebsocketCloseNormalClosure, "terminated")
-			return
-		case m.Type == "subscribe" || m.Type == "start":
-			s.aside(func() { s.subscribe(m) })
-		case m.Type == "complete" || m.Type == "stop":
-			s.stop(m.ID)
-		case m.Type == "connection_terminate":
-			s.closeWith(transport.WebsocketCloseNormalClosure, "terminated")
-			return
-		case m.Type == "ping":
-			s.send(wireMessage{Type: "pong", Payload: m.Payload})
-		case m.Type == "pong":
-			s.mu.Lock()
-			s.pongSeen = true
-			s.mu.Unlock()
-			_ = s.ws.SetReadDeadline(time.Time{})
-		default:
-			s.connectionError("unexpected message " + m.Type)
-			s.closeWith(transport.WebsocketCloseProtocolError, "unexpected message")
+		if s.step(&initialised) {
 			return
 		}
 	}
+}
+
+// step reads and handles the client's next message; true: the connection
+// is ending and the reader must stop.
+func (s *session) step(initialised *bool) (stop bool) {
+	data, err := s.next()
+	if err != nil {
+		s.readFailed(err)
+		return true
+	}
+	var m clientMessage
+	known := json.Unmarshal(data, &m) == nil && s.validType(m.Type)
+	if !*initialised {
+		switch {
+		case !known:
+			s.connectionError("invalid json")
+			s.closeWith(transport.WebsocketCloseProtocolError, "decoding error")
+			return true
+		case m.Type == "connection_init":
+			ok := false
+			s.aside(func() { ok = s.init(m.Payload) })
+			if !ok {
+				return true
+			}
+			*initialised = true
+		case m.Type == "connection_terminate":
+			s.closeWith(transport.WebsocketCloseNormalClosure, "terminated")
+			return true
+		default:
+			s.connectionError("unexpected message " + m.Type)
+			s.closeWith(transport.WebsocketCloseProtocolError, "unexpected message")
+			return true
+		}
+		return false
+	}
+	switch {
+	case !known:
+		s.closeWith(transport.WebsocketCloseNormalClosure, "terminated")
+		return true
+	case m.Type == "subscribe" || m.Type == "start":
+		s.aside(func() { s.subscribe(m) })
+	case m.Type == "complete" || m.Type == "stop":
+		s.stop(m.ID)
+	case m.Type == "connection_terminate":
+		s.closeWith(transport.WebsocketCloseNormalClosure, "terminated")
+		return true
+	case m.Type == "ping":
+		s.send(wireMessage{Type: "pong", Payload: m.Payload})
+	case m.Type == "pong":
+		s.mu.Lock()
+		s.pongSeen = true
+		s.mu.Unlock()
+		_ = s.ws.SetReadDeadline(time.Time{})
+	default:
+		s.connectionError("unexpected message " + m.Type)
+		s.closeWith(transport.WebsocketCloseProtocolError, "unexpected message")
+		return true
+	}
+	return false
+}
+
+// park waits until the client has sent something, in a shallower stack
+// than gorilla's read takes (NextReader → advanceFrame → bufio → net →
+// poll: over 1 KiB, more than a 2 KiB stack leaves above its guard). It
+// returns at once when gorilla's buffer holds data already, and on any
+// error, which the read that follows reports. false: it cannot wait so
+// (no socket of its own under the connection, as behind TLS, or a read
+// buffer gorilla did not take from us), and the reader reads itself.
+func (s *session) park() bool {
+	if s.raw == nil || s.br == nil {
+		return false
+	}
+	if s.br.Buffered() == 0 {
+		_ = s.raw.Read(readable)
+	}
+	return true
+}
+
+// readable is RawConn.Read's callback for park: true (stop waiting) once
+// the socket has data, an end or an error to read.
+func readable(fd uintptr) bool {
+	var b [1]byte
+	for {
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			return false
+		default:
+			_ = n
+			return true
+		}
+	}
+}
+
+// rawConnOf is the socket under c, if it has one.
+func rawConnOf(c net.Conn) syscall.RawConn {
+	if bc, ok := c.(*batchConn); ok {
+		c = bc.Conn
+	}
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return raw
 }
 
 // aside runs f on a goroutine of its own and waits for it. Authenticating,
