@@ -42,8 +42,11 @@ func TestSoakRunsEveryKindOfLoadAndSamples(t *testing.T) {
 	if rep.FirstError != "" {
 		t.Errorf("the soak saw errors: %s", rep.FirstError)
 	}
-	if n := len(rep.Samples); n < 4 || !rep.Samples[n-1].Stopped {
-		t.Fatalf("%d samples, the last one stopped: %v; want a sample every 500ms and one after the load", n, rep.Samples[n-1].Stopped)
+	// How many samples fit in the 2 s depends on how long a forced GC for
+	// the heap figure takes on a busy machine (under -race it can take
+	// seconds): the first and the one after the load are what must be there.
+	if n := len(rep.Samples); n < 2 || !rep.Samples[n-1].Stopped {
+		t.Fatalf("%d samples, the last one stopped: %v; want one at the start and one after the load", n, rep.Samples[n-1].Stopped)
 	}
 	last := rep.Samples[len(rep.Samples)-1]
 	if last.Pushes == 0 || last.Pulls == 0 || last.Streamed == 0 || last.Reads == 0 {
