@@ -447,24 +447,6 @@ func (s *session) park() bool {
 	return true
 }
 
-// readable is RawConn.Read's callback for park: true (stop waiting) once
-// the socket has data, an end or an error to read.
-func readable(fd uintptr) bool {
-	var b [1]byte
-	for {
-		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		switch {
-		case err == syscall.EINTR:
-			continue
-		case err == syscall.EAGAIN:
-			return false
-		default:
-			_ = n
-			return true
-		}
-	}
-}
-
 // rawConnOf is the socket under c, if it has one.
 func rawConnOf(c net.Conn) syscall.RawConn {
 	if bc, ok := c.(*batchConn); ok {
